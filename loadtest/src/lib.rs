@@ -1,1 +1,21 @@
-pub fn _placeholder() {}
+//! Test and load-test tooling for Gjeldsbro: a deterministic synthetic population
+//! ([`population`]) and a steerable lender simulator speaking API-DEBT-FI ([`sim`]).
+//! Every national id produced here is a synthetic (Tenor, month + 80) id.
+
+pub mod population;
+pub mod sim;
+
+pub use population::{LenderSpec, Population, generate};
+pub use sim::{Behaviour, Fault, Flapping, Latency, SimHandle, SimStats, spawn};
+
+/// Reads a getalldata JSON file (`{"providerID", "customers"}`).
+pub fn read_dataset(
+    path: impl AsRef<std::path::Path>,
+) -> anyhow::Result<gjeldsbro_adapter::DatasetPage> {
+    use anyhow::Context;
+    let path = path.as_ref();
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    serde_json::from_reader(std::io::BufReader::new(file))
+        .map_err(|e| anyhow::anyhow!(gjeldsbro_adapter::scrub(&e.to_string())))
+        .with_context(|| format!("parsing {}", path.display()))
+}
