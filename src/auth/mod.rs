@@ -1,1 +1,340 @@
-//! Placeholder, replaced by the auth work.
+//! Who is calling: bearer JWTs (Maskinporten organisation tokens, OIDC-style
+//! person tokens) checked against the configured issuer, audience and JWKS file.
+//!
+//! [`Authenticator`] is built once at start and shared; [`Authenticator::authenticate`]
+//! turns an `Authorization` header into a [`Caller`] or an [`AuthError`] (401/403).
+//! Per-endpoint role and scope checks belong to the HTTP layer
+//! ([`Caller::has_role`], [`Caller::has_scope`]).
+//!
+//! Nothing here logs or echoes a token, a claim value or a national id: error
+//! texts are fixed strings.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use gjeldsbro_adapter::{IdPolicy, NationalId};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Validation, decode, decode_header};
+use serde::Deserialize;
+
+use crate::config::{AuthConfig, ClientConfig, Role, is_org_no};
+
+pub mod devtoken;
+mod jwks;
+#[cfg(test)]
+mod tests;
+
+/// The Maskinporten `consumer` authority for Norwegian organisation numbers.
+pub const CONSUMER_AUTHORITY: &str = "iso6523-actorid-upis";
+/// The ISO 6523 ICD prefix of a Norwegian organisation number in `consumer.ID`.
+pub const CONSUMER_ID_PREFIX: &str = "0192:";
+
+/// Longest accepted bearer token, in bytes. Real ones are well under 4 KiB.
+const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+/// An authenticated caller.
+///
+/// An organisation token (`consumer` claim) sets `org_no`, `org_name` and `roles`;
+/// a person token (`pid` claim) sets `person`. A token carrying both sets both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// From the Maskinporten `consumer` claim `{"authority":"iso6523-actorid-upis","ID":"0192:<orgno>"}`.
+    pub org_no: Option<String>,
+    /// From `[[clients]]`.
+    pub org_name: Option<String>,
+    /// From `[[clients]]` for that organisation; empty for a person.
+    pub roles: Vec<Role>,
+    /// From the space-separated `scope` claim.
+    pub scopes: Vec<String>,
+    /// From `pid`, validated with the configured [`IdPolicy`]. Never printed.
+    pub person: Option<NationalId>,
+    /// The `client_id` claim, if present.
+    pub client_id: Option<String>,
+    /// The `jti` claim, if present.
+    pub token_id: Option<String>,
+}
+
+impl Caller {
+    pub fn has_role(&self, r: Role) -> bool {
+        self.roles.contains(&r)
+    }
+
+    pub fn has_scope(&self, s: &str) -> bool {
+        self.scopes.iter().any(|x| x == s)
+    }
+}
+
+/// Why a request is refused. The texts are fixed and never echo the token or a claim.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No valid credentials: HTTP 401.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(&'static str),
+    /// Valid credentials, but the caller may not use the broker: HTTP 403.
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+}
+
+impl AuthError {
+    /// The HTTP status this error maps to.
+    pub fn status(&self) -> u16 {
+        match self {
+            AuthError::Unauthenticated(_) => 401,
+            AuthError::Forbidden(_) => 403,
+        }
+    }
+
+    /// The short reason, without the status prefix.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Unauthenticated(r) | AuthError::Forbidden(r) => r,
+        }
+    }
+}
+
+/// Why an [`Authenticator`] cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthSetupError {
+    #[error("cannot read JWKS file {path}: {source}")]
+    ReadJwks {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("JWKS file {path} is not a valid JWK set: {message}")]
+    ParseJwks { path: PathBuf, message: String },
+    #[error("JWKS file {path} holds no usable signing key (ES256/ES384/RS*/PS* with a kid)")]
+    NoUsableKeys { path: PathBuf },
+    #[error("JWKS key {kid:?} cannot be used: {reason}")]
+    BadKey { kid: String, reason: String },
+    #[error("JWKS kid {kid:?} appears twice")]
+    DuplicateKid { kid: String },
+    #[error("auth.{0} must not be empty")]
+    EmptySetting(&'static str),
+    #[error("client org_no {0} appears twice or is not 9 digits")]
+    BadClient(String),
+}
+
+struct Client {
+    name: String,
+    roles: Vec<Role>,
+}
+
+/// Checks bearer tokens. Built once at start; `Send + Sync`, share it in an `Arc`.
+pub struct Authenticator {
+    /// One validation per key: its own single algorithm, plus issuer, audience, exp, nbf.
+    keys: HashMap<String, (jsonwebtoken::DecodingKey, Validation)>,
+    clients: HashMap<String, Client>,
+    policy: IdPolicy,
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut kids: Vec<&str> = self.keys.keys().map(String::as_str).collect();
+        kids.sort_unstable();
+        f.debug_struct("Authenticator")
+            .field("kids", &kids)
+            .field("clients", &self.clients.len())
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+/// The claims we read beyond the registered ones `jsonwebtoken` validates.
+#[derive(Deserialize)]
+struct Claims {
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    consumer: Option<Consumer>,
+    #[serde(default)]
+    pid: Option<String>,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    jti: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Consumer {
+    authority: String,
+    #[serde(rename = "ID")]
+    id: String,
+}
+
+impl Authenticator {
+    /// Loads the JWKS file (once) and indexes the clients. `jwks_path` is the resolved
+    /// `auth.jwks_file`.
+    pub fn new(
+        auth: &AuthConfig,
+        jwks_path: &Path,
+        clients: &[ClientConfig],
+        policy: IdPolicy,
+    ) -> Result<Self, AuthSetupError> {
+        if auth.issuer.trim().is_empty() {
+            return Err(AuthSetupError::EmptySetting("issuer"));
+        }
+        if auth.audience.trim().is_empty() {
+            return Err(AuthSetupError::EmptySetting("audience"));
+        }
+        let keys = jwks::load(jwks_path)?
+            .into_iter()
+            .map(|(kid, k)| {
+                let mut v = Validation::new(k.alg);
+                v.set_issuer(&[&auth.issuer]);
+                v.set_audience(&[&auth.audience]);
+                v.set_required_spec_claims(&["exp", "iss", "aud"]);
+                v.validate_exp = true;
+                v.validate_nbf = true;
+                v.validate_aud = true;
+                v.leeway = auth.leeway_secs;
+                (kid, (k.key, v))
+            })
+            .collect();
+        let mut by_org = HashMap::new();
+        for c in clients {
+            let fresh = by_org
+                .insert(
+                    c.org_no.clone(),
+                    Client {
+                        name: c.name.clone(),
+                        roles: c.roles.clone(),
+                    },
+                )
+                .is_none();
+            if !fresh || !is_org_no(&c.org_no) {
+                return Err(AuthSetupError::BadClient(c.org_no.clone()));
+            }
+        }
+        Ok(Authenticator {
+            keys,
+            clients: by_org,
+            policy,
+        })
+    }
+
+    /// The key ids this authenticator trusts.
+    pub fn key_ids(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(String::as_str)
+    }
+
+    /// Checks the raw `Authorization` header value.
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, AuthError> {
+        let result = self.check(authorization);
+        if let Err(e) = &result {
+            // The reason only: never the header, the token or a claim.
+            tracing::debug!(reason = e.reason(), status = e.status(), "caller refused");
+        }
+        result
+    }
+
+    fn check(&self, authorization: Option<&str>) -> Result<Caller, AuthError> {
+        let header = authorization.ok_or(AuthError::Unauthenticated("missing credentials"))?;
+        let token = bearer_token(header)?;
+        let jwt_header =
+            decode_header(token).map_err(|_| AuthError::Unauthenticated("malformed token"))?;
+        if jwt_header.crit.is_some() {
+            // We understand no JWS extensions, so any critical one must be refused.
+            return Err(AuthError::Unauthenticated("unsupported critical header"));
+        }
+        let kid = jwt_header
+            .kid
+            .as_deref()
+            .ok_or(AuthError::Unauthenticated("token has no key id"))?;
+        let (key, validation) = self
+            .keys
+            .get(kid)
+            .ok_or(AuthError::Unauthenticated("unknown key id"))?;
+        let data = decode::<Claims>(token, key, validation).map_err(|e| map_jwt_error(e.kind()))?;
+        let claims = data.claims;
+
+        let org_no = match &claims.consumer {
+            Some(c) => Some(org_from_consumer(c)?),
+            None => None,
+        };
+        let person = match claims.pid.as_deref() {
+            Some(pid) => Some(
+                NationalId::parse(pid, self.policy)
+                    .map_err(|_| AuthError::Unauthenticated("invalid person id"))?,
+            ),
+            None => None,
+        };
+        if org_no.is_none() && person.is_none() {
+            return Err(AuthError::Unauthenticated(
+                "token names neither an organisation nor a person",
+            ));
+        }
+        let (org_name, roles) = match &org_no {
+            Some(org) => {
+                let client = self.clients.get(org).ok_or(AuthError::Forbidden(
+                    "organisation is not a registered client",
+                ))?;
+                (Some(client.name.clone()), client.roles.clone())
+            }
+            None => (None, Vec::new()),
+        };
+        let scopes = claims
+            .scope
+            .as_deref()
+            .map(|s| s.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default();
+        Ok(Caller {
+            org_no,
+            org_name,
+            roles,
+            scopes,
+            person,
+            client_id: claims.client_id,
+            token_id: claims.jti,
+        })
+    }
+}
+
+/// Extracts the token from `Bearer <token>` (scheme case-insensitive, RFC 7235).
+fn bearer_token(header: &str) -> Result<&str, AuthError> {
+    let header = header.trim();
+    let (scheme, rest) = header
+        .split_once(' ')
+        .ok_or(AuthError::Unauthenticated("not a bearer token"))?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::Unauthenticated("not a bearer token"));
+    }
+    let token = rest.trim_start();
+    if token.is_empty()
+        || token.len() > MAX_TOKEN_LEN
+        || token.bytes().filter(|&b| b == b'.').count() != 2
+        || !token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(AuthError::Unauthenticated("malformed token"));
+    }
+    Ok(token)
+}
+
+/// `{"authority":"iso6523-actorid-upis","ID":"0192:<9 digits>"}` → the org number.
+fn org_from_consumer(c: &Consumer) -> Result<String, AuthError> {
+    if c.authority != CONSUMER_AUTHORITY {
+        return Err(AuthError::Unauthenticated("unsupported consumer authority"));
+    }
+    match c.id.strip_prefix(CONSUMER_ID_PREFIX) {
+        Some(org) if is_org_no(org) => Ok(org.to_string()),
+        _ => Err(AuthError::Unauthenticated("malformed consumer id")),
+    }
+}
+
+/// Maps a `jsonwebtoken` failure to a fixed reason. Its own texts are not used:
+/// JSON errors can quote claim values.
+fn map_jwt_error(kind: &ErrorKind) -> AuthError {
+    AuthError::Unauthenticated(match kind {
+        ErrorKind::InvalidSignature => "bad signature",
+        ErrorKind::InvalidAlgorithm => "algorithm not allowed for this key",
+        ErrorKind::ExpiredSignature => "token expired",
+        ErrorKind::ImmatureSignature => "token not yet valid",
+        ErrorKind::InvalidIssuer => "wrong issuer",
+        ErrorKind::InvalidAudience => "wrong audience",
+        ErrorKind::MissingRequiredClaim(_) => "token lacks a required claim",
+        ErrorKind::InvalidClaimFormat(_) => "malformed claim",
+        _ => "malformed token",
+    })
+}

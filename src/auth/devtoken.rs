@@ -1,0 +1,114 @@
+//! Mints tokens with the dev signing key (`config/dev-signing-key.pem`, trusted by
+//! `config/dev-jwks.json`). For dev, demo and tests only: that private key is
+//! public in the repository.
+//!
+//! Nothing is validated here (an org number or `pid` goes into the token as
+//! given), so tests can mint tokens the [`Authenticator`](super::Authenticator)
+//! must refuse.
+
+use std::fmt;
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use serde::Serialize;
+
+use super::{CONSUMER_AUTHORITY, CONSUMER_ID_PREFIX};
+
+/// The kid of the committed dev key.
+pub const DEV_KID: &str = "gjeldsbro-dev-1";
+/// The `client_id` claim of minted tokens.
+pub const DEV_CLIENT_ID: &str = "gjeldsbro-dev-token";
+
+/// What to put in a dev token.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct DevClaims {
+    /// Becomes `consumer: {"authority":"iso6523-actorid-upis","ID":"0192:<org_no>"}`.
+    pub org_no: Option<String>,
+    /// Space-joined into `scope`.
+    pub scopes: Vec<String>,
+    /// A person's national id, as `pid`.
+    pub pid: Option<String>,
+    /// Lifetime: `exp = iat + ttl_secs`.
+    pub ttl_secs: u64,
+}
+
+impl fmt::Debug for DevClaims {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DevClaims")
+            .field("org_no", &self.org_no)
+            .field("scopes", &self.scopes)
+            .field("pid", &self.pid.as_ref().map(|_| "***********"))
+            .field("ttl_secs", &self.ttl_secs)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DevTokenError {
+    #[error("the signing key is not a PKCS#8 PEM EC (P-256) or RSA private key")]
+    Key,
+    #[error("signing failed: {0}")]
+    Sign(String),
+    #[error("the system clock is before 1970")]
+    Clock,
+}
+
+#[derive(Serialize)]
+struct Consumer {
+    authority: &'static str,
+    #[serde(rename = "ID")]
+    id: String,
+}
+
+#[derive(Serialize)]
+struct Payload<'a> {
+    iss: &'a str,
+    aud: &'a str,
+    iat: u64,
+    exp: u64,
+    jti: String,
+    scope: String,
+    client_id: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    consumer: Option<Consumer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pid: Option<&'a str>,
+}
+
+/// Signs a token with `key_pem` (an EC P-256 key → ES256, an RSA key → RS256)
+/// under `kid`.
+pub fn mint(
+    key_pem: &[u8],
+    kid: &str,
+    issuer: &str,
+    audience: &str,
+    claims: DevClaims,
+) -> Result<String, DevTokenError> {
+    let (key, alg) = match EncodingKey::from_ec_pem(key_pem) {
+        Ok(k) => (k, Algorithm::ES256),
+        Err(_) => (
+            EncodingKey::from_rsa_pem(key_pem).map_err(|_| DevTokenError::Key)?,
+            Algorithm::RS256,
+        ),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| DevTokenError::Clock)?
+        .as_secs();
+    let payload = Payload {
+        iss: issuer,
+        aud: audience,
+        iat: now,
+        exp: now.saturating_add(claims.ttl_secs),
+        jti: uuid::Uuid::new_v4().to_string(),
+        scope: claims.scopes.join(" "),
+        client_id: DEV_CLIENT_ID,
+        consumer: claims.org_no.map(|org| Consumer {
+            authority: CONSUMER_AUTHORITY,
+            id: format!("{CONSUMER_ID_PREFIX}{org}"),
+        }),
+        pid: claims.pid.as_deref(),
+    };
+    let mut header = Header::new(alg);
+    header.kid = Some(kid.to_string());
+    encode(&header, &payload, &key).map_err(|e| DevTokenError::Sign(e.to_string()))
+}
