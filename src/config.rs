@@ -11,7 +11,10 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config is inconsistent: {0}")]
@@ -153,25 +156,43 @@ impl Config {
         let mut orgs = HashSet::new();
         for l in &self.lenders {
             if !ids.insert(l.id.as_str()) {
-                return Err(ConfigError::Invalid(format!("lender id {:?} appears twice", l.id)));
+                return Err(ConfigError::Invalid(format!(
+                    "lender id {:?} appears twice",
+                    l.id
+                )));
             }
             if !orgs.insert(l.org_no.as_str()) {
-                return Err(ConfigError::Invalid(format!("lender org_no {} appears twice", l.org_no)));
+                return Err(ConfigError::Invalid(format!(
+                    "lender org_no {} appears twice",
+                    l.org_no
+                )));
             }
             if !is_org_no(&l.org_no) {
-                return Err(ConfigError::Invalid(format!("lender {:?}: org_no must be 9 digits", l.id)));
+                return Err(ConfigError::Invalid(format!(
+                    "lender {:?}: org_no must be 9 digits",
+                    l.id
+                )));
             }
             if l.timeout_ms == 0 {
-                return Err(ConfigError::Invalid(format!("lender {:?}: timeout_ms must be > 0", l.id)));
+                return Err(ConfigError::Invalid(format!(
+                    "lender {:?}: timeout_ms must be > 0",
+                    l.id
+                )));
             }
         }
         let mut clients = HashSet::new();
         for c in &self.clients {
             if !clients.insert(c.org_no.as_str()) {
-                return Err(ConfigError::Invalid(format!("client org_no {} appears twice", c.org_no)));
+                return Err(ConfigError::Invalid(format!(
+                    "client org_no {} appears twice",
+                    c.org_no
+                )));
             }
             if !is_org_no(&c.org_no) {
-                return Err(ConfigError::Invalid(format!("client {:?}: org_no must be 9 digits", c.name)));
+                return Err(ConfigError::Invalid(format!(
+                    "client {:?}: org_no must be 9 digits",
+                    c.name
+                )));
             }
         }
         if self.max_body_bytes == 0 || self.max_lender_answer_bytes == 0 {
@@ -187,7 +208,11 @@ impl Config {
             return path.to_path_buf();
         }
         let beside = self.base_dir.join(path);
-        if beside.exists() { beside } else { path.to_path_buf() }
+        if beside.exists() {
+            beside
+        } else {
+            path.to_path_buf()
+        }
     }
 
     pub fn client(&self, org_no: &str) -> Option<&ClientConfig> {
@@ -256,6 +281,9 @@ max_in_flight = 32
         let bad = EXAMPLE.replace("920000001", "92000");
         assert!(matches!(Config::parse(&bad), Err(ConfigError::Invalid(_))));
         let unknown_key = EXAMPLE.replace("accept_synthetic_ids", "acept_synthetic_ids");
-        assert!(matches!(Config::parse(&unknown_key), Err(ConfigError::Parse { .. })));
+        assert!(matches!(
+            Config::parse(&unknown_key),
+            Err(ConfigError::Parse { .. })
+        ));
     }
 }

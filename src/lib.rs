@@ -1,9 +1,25 @@
 //! Gjeldsbro: a federated query broker for Norway's register of unsecured
 //! consumer debt.
 //!
-//! The modules follow the way one lookup flows: [`auth`] → [`nin`] → [`index`] →
-//! [`lookup`] (fan-out through [`lenders`], fallback to [`store`]) → [`redact`] →
-//! [`audit`] → [`http`]. `main.rs` is the CLI and nothing else.
+//! The modules follow the way one lookup flows: [`http`] → [`auth`] → [`nin`] →
+//! [`index`] → [`lookup`] (fan-out through [`lenders`], fallback to [`store`]) →
+//! [`redact`] → [`audit`] → answer. [`app`] assembles them; `main.rs` is the CLI.
 
+pub mod app;
+pub mod audit;
 pub mod auth;
+pub mod cli;
 pub mod config;
+pub mod http;
+pub mod index;
+pub mod ingest;
+pub mod lenders;
+pub mod lookup;
+pub mod metrics;
+pub mod model;
+pub mod nin;
+pub mod redact;
+pub mod search;
+pub mod store;
+pub mod telemetry;
+pub mod time;

@@ -1,1 +1,183 @@
-fn main() {}
+//! The `gjeldsbro` command line. Parses arguments and calls the library; nothing else.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use gjeldsbro::cli::{self, CliError, DevTokenArgs, demo};
+use gjeldsbro::config::Config;
+use gjeldsbro::ingest::IngestError;
+use gjeldsbro::telemetry::{self, LogFormat};
+
+#[derive(Parser)]
+#[command(
+    name = "gjeldsbro",
+    version,
+    about = "Federated query broker for Norway's register of unsecured consumer debt"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the client, lender and operations APIs.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Everything on one machine: simulated lenders, synthetic data, the broker.
+    Demo {
+        /// Where the demo keeps its store, datasets and config.
+        #[arg(long, default_value = "demo-data")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// The first simulated lender's port; the others follow.
+        #[arg(long, default_value_t = 9001)]
+        lender_base_port: u16,
+        #[arg(long, default_value_t = 10_000)]
+        persons: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Load a lender's getalldata JSON file as its new dataset.
+    Ingest {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        lender: String,
+        file: PathBuf,
+    },
+    /// Mint a token signed with the dev key (dev and demo configs trust it).
+    DevToken {
+        /// Config whose issuer and audience the token carries.
+        #[arg(long, short, default_value = "config/demo.toml")]
+        config: PathBuf,
+        /// The organisation (Maskinporten consumer) the token is for.
+        #[arg(long)]
+        org: Option<String>,
+        /// A scope; repeat or space-separate for several.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// A person (pid) for a person token.
+        #[arg(long)]
+        pid: Option<String>,
+        #[arg(long, default_value_t = 3600)]
+        ttl_secs: u64,
+        /// The PEM private key (default: the committed dev key).
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    // Both sqlx and reqwest use rustls; name the provider once, before any TLS.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { config } => {
+            telemetry::init(LogFormat::Json, "info,sqlx=warn");
+            gjeldsbro::app::run(&config)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        Command::Demo {
+            data_dir,
+            listen,
+            lender_base_port,
+            persons,
+            seed,
+        } => {
+            telemetry::init(LogFormat::Text, "warn");
+            demo::run(demo::DemoArgs {
+                data_dir,
+                listen,
+                lender_base_port,
+                persons,
+                seed,
+            })
+            .await?;
+        }
+        Command::Ingest {
+            config,
+            lender,
+            file,
+        } => {
+            telemetry::init(LogFormat::Json, "info,sqlx=warn");
+            match cli::ingest(&config, &lender, &file).await {
+                Ok(report) => println!(
+                    "accepted: lender {} now has {} customers, {} loans ({} open) from {}",
+                    report.lender_id,
+                    report.customers,
+                    report.loans,
+                    report.open_loans,
+                    file.display()
+                ),
+                Err(CliError::Ingest(IngestError::Rejected(r))) => {
+                    eprintln!(
+                        "rejected: {} — rule {} broken at customer #{} ({}); the previous dataset stays in force",
+                        file.display(),
+                        r.rule,
+                        r.position,
+                        r.detail
+                    );
+                    return Ok(ExitCode::from(2));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Command::DevToken {
+            config,
+            org,
+            scopes,
+            pid,
+            ttl_secs,
+            key,
+        } => {
+            let config = Config::load(&config)
+                .with_context(|| "dev-token needs a config for issuer and audience")?;
+            let key_pem = match key {
+                Some(path) => std::fs::read(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+                None => demo::DEV_SIGNING_KEY.as_bytes().to_vec(),
+            };
+            let token = cli::dev_token(
+                &key_pem,
+                DevTokenArgs {
+                    issuer: config.auth.issuer.clone(),
+                    audience: config.auth.audience.clone(),
+                    org,
+                    scopes,
+                    pid,
+                    ttl_secs,
+                },
+            )?;
+            println!("{token}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,1 +1,204 @@
-pub fn _placeholder() {}
+//! The API-DEBT-FI adapter: the Norwegian lenders' standard interface.
+//!
+//! `getDataForSSN` is `GET {base}/debt-information/v1/loans/{org}/customer` with the
+//! national id in the `customerID` header (never in the URL). The answer is
+//! untrusted input: its size is capped while it streams in, it must be the
+//! documented JSON, name the customer and institution that were asked for, and
+//! every loan must pass the register's rules. Anything else is a failure of this
+//! lender, reported as [`AdapterError::Malformed`], never a panic.
+
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use gjeldsbro_adapter::{AdapterError, CustomerLoans, CustomerQuery, LenderAdapter, Loan, scrub};
+
+/// Settings for one lender's client.
+#[derive(Debug, Clone)]
+pub struct ApiDebtFiConfig {
+    pub base_url: String,
+    /// The lender's financialInstitutionID (organisation number).
+    pub org_no: String,
+    /// Largest accepted answer, in bytes.
+    pub max_answer_bytes: usize,
+    pub connect_timeout: Duration,
+    /// Idle pooled connections kept per host.
+    pub pool_max_idle: usize,
+}
+
+/// One lender's API-DEBT-FI client; built once at start, shared by all lookups.
+pub struct ApiDebtFi {
+    client: reqwest::Client,
+    customer_url: String,
+    org_no: String,
+    max_answer_bytes: usize,
+}
+
+impl ApiDebtFi {
+    /// Builds the adapter with its own pooled keep-alive client.
+    pub fn new(config: ApiDebtFiConfig) -> Result<Self, AdapterError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .pool_max_idle_per_host(config.pool_max_idle)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .user_agent(concat!("gjeldsbro/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| AdapterError::Transport(scrub(&e.to_string())))?;
+        Ok(Self::with_client(client, config))
+    }
+
+    /// Builds the adapter on a client the caller configured (TLS, mTLS identity).
+    pub fn with_client(client: reqwest::Client, config: ApiDebtFiConfig) -> Self {
+        let base = config.base_url.trim_end_matches('/');
+        ApiDebtFi {
+            client,
+            customer_url: format!(
+                "{base}/debt-information/v1/loans/{}/customer",
+                config.org_no
+            ),
+            org_no: config.org_no,
+            max_answer_bytes: config.max_answer_bytes,
+        }
+    }
+
+    async fn fetch(&self, query: CustomerQuery<'_>) -> Result<Vec<Loan>, AdapterError> {
+        let nin = query.nin.expose();
+        let mut request = self
+            .client
+            .get(&self.customer_url)
+            .header("customerID", &nin)
+            .header("X-Trace-ID", query.trace_id)
+            .header(http::header::ACCEPT, "application/json");
+        if let Some(tp) = query.traceparent {
+            request = request.header("traceparent", tp);
+        }
+        let mut response = request.send().await.map_err(classify)?;
+        let status = response.status();
+        if status == http::StatusCode::TOO_MANY_REQUESTS {
+            return Err(AdapterError::Limited);
+        }
+        if !status.is_success() {
+            return Err(AdapterError::Status(status.as_u16()));
+        }
+        if response
+            .content_length()
+            .is_some_and(|n| n > self.max_answer_bytes as u64)
+        {
+            return Err(AdapterError::TooLarge);
+        }
+        let mut body = Vec::with_capacity(1024);
+        while let Some(chunk) = response.chunk().await.map_err(classify)? {
+            if body.len() + chunk.len() > self.max_answer_bytes {
+                return Err(AdapterError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        parse_answer(&body, &nin, &self.org_no)
+    }
+}
+
+/// Checks and decodes a getDataForSSN answer for customer `nin` at `org_no`.
+pub fn parse_answer(body: &[u8], nin: &str, org_no: &str) -> Result<Vec<Loan>, AdapterError> {
+    let answer: CustomerLoans =
+        serde_json::from_slice(body).map_err(|e| AdapterError::Malformed(scrub(&e.to_string())))?;
+    if answer.customer_id != nin {
+        return Err(AdapterError::Malformed(
+            "customerID does not match the customer asked for".into(),
+        ));
+    }
+    if answer.financial_institution_id != org_no {
+        return Err(AdapterError::Malformed(
+            "financialInstitutionID is not this lender's".into(),
+        ));
+    }
+    for (i, loan) in answer.loans.iter().enumerate() {
+        loan.validate()
+            .map_err(|rule| AdapterError::Malformed(format!("loan {i}: {rule}")))?;
+    }
+    Ok(answer.loans)
+}
+
+fn classify(e: reqwest::Error) -> AdapterError {
+    if e.is_timeout() {
+        AdapterError::Timeout
+    } else if e.is_connect() {
+        AdapterError::Connect(scrub(&without_url(&e)))
+    } else if e.is_decode() || e.is_body() {
+        AdapterError::Malformed(scrub(&without_url(&e)))
+    } else {
+        AdapterError::Transport(scrub(&without_url(&e)))
+    }
+}
+
+/// The error text without the request URL (which names the lender's host).
+fn without_url(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(url) = e.url() {
+        text = text.replace(url.as_str(), "<lender>");
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+impl LenderAdapter for ApiDebtFi {
+    fn protocol(&self) -> &'static str {
+        "api-debt-fi"
+    }
+
+    fn fetch_customer<'a>(
+        &'a self,
+        query: CustomerQuery<'a>,
+    ) -> BoxFuture<'a, Result<Vec<Loan>, AdapterError>> {
+        self.fetch(query).boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NIN: &str = "01017012345";
+
+    #[test]
+    fn answers_are_checked() {
+        let good = br#"{"customerID":"01017012345","financialInstitutionID":"920000001","loans":[
+            {"type":"chargeCard","accountID":"A","coBorrower":0,"interestBearingBalance":1,"nonInterestBearingBalance":2}]}"#;
+        assert_eq!(parse_answer(good, NIN, "920000001").unwrap().len(), 1);
+        let empty =
+            br#"{"customerID":"01017012345","financialInstitutionID":"920000001","loans":[]}"#;
+        assert!(parse_answer(empty, NIN, "920000001").unwrap().is_empty());
+        assert!(matches!(
+            parse_answer(good, "02017012345", "920000001"),
+            Err(AdapterError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_answer(good, NIN, "920000002"),
+            Err(AdapterError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_answer(b"<html>", NIN, "920000001"),
+            Err(AdapterError::Malformed(_))
+        ));
+        let negative = br#"{"customerID":"01017012345","financialInstitutionID":"920000001","loans":[
+            {"type":"chargeCard","accountID":"A","coBorrower":0,"interestBearingBalance":-1,"nonInterestBearingBalance":2}]}"#;
+        assert!(matches!(
+            parse_answer(negative, NIN, "920000001"),
+            Err(AdapterError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn malformed_texts_never_quote_a_national_id() {
+        let wrong_type = br#"{"customerID":01017012345}"#;
+        let Err(AdapterError::Malformed(msg)) = parse_answer(wrong_type, NIN, "920000001") else {
+            panic!("expected malformed")
+        };
+        assert!(!msg.contains("01017012345"), "{msg}");
+    }
+}

@@ -1,0 +1,169 @@
+//! Assembling the broker: everything built once at start and shared by requests.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::audit::DisclosureLog;
+use crate::auth::{AuthSetupError, Authenticator};
+use crate::config::Config;
+use crate::index::Index;
+use crate::index::rebuild::{RebuildError, build_from_store, follow_datasets};
+use crate::ingest::Ingestor;
+use crate::lenders::{LenderSetupError, Lenders};
+use crate::lookup::Lookup;
+use crate::metrics::Metrics;
+use crate::nin::{BadHashKey, NinHasher};
+use crate::store::{self, StoreError};
+
+/// How often the broker looks for datasets loaded by another process.
+const DATASET_POLL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Auth(#[from] AuthSetupError),
+    #[error(transparent)]
+    Lenders(#[from] LenderSetupError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot build the index: {0}")]
+    Index(#[from] RebuildError),
+    #[error(transparent)]
+    HashKey(#[from] BadHashKey),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// The broker's shared state.
+pub struct AppState {
+    pub config: Config,
+    pub auth: Authenticator,
+    pub lookup: Lookup,
+    pub disclosures: DisclosureLog,
+    pub ingestor: Ingestor,
+    pub metrics: Arc<Metrics>,
+    pub hasher: NinHasher,
+    pub index_loaded: AtomicBool,
+}
+
+impl AppState {
+    /// Opens the store, builds lenders and the index, starts the disclosure writer.
+    pub async fn build(config: Config) -> Result<Arc<AppState>, StartError> {
+        let jwks = config.resolve(&config.auth.jwks_file);
+        let auth = Authenticator::new(&config.auth, &jwks, &config.clients, config.id_policy())?;
+        let store = store::open(&config.store.url).await?;
+        let removed = store.clean_up().await?;
+        if removed > 0 {
+            tracing::info!(rows = removed, "removed rows of unfinished loads");
+        }
+        let lenders = Arc::new(Lenders::from_config(&config)?);
+        let started = std::time::Instant::now();
+        let snapshot = build_from_store(&*store, &lenders).await?;
+        tracing::info!(
+            persons = snapshot.persons(),
+            bytes = snapshot.heap_bytes(),
+            ms = started.elapsed().as_millis() as u64,
+            "index built"
+        );
+        let index = Arc::new(Index::new(snapshot));
+        let metrics = Arc::new(Metrics::new());
+        let hasher = NinHasher::new(config.log_hash_key.as_deref())?;
+        let disclosures = DisclosureLog::start(store.clone());
+        let ingestor = Ingestor::new(
+            store.clone(),
+            lenders.clone(),
+            Some(index.clone()),
+            config.id_policy(),
+        );
+        Ok(Arc::new(AppState {
+            auth,
+            lookup: Lookup {
+                index,
+                lenders,
+                store,
+                metrics: metrics.clone(),
+            },
+            disclosures,
+            ingestor,
+            metrics,
+            hasher,
+            index_loaded: AtomicBool::new(true),
+            config,
+        }))
+    }
+}
+
+/// Binds the configured address.
+pub async fn bind(config: &Config) -> Result<TcpListener, StartError> {
+    TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.listen.to_string(),
+            source,
+        })
+}
+
+/// Serves on `listener` until `shutdown` completes, then drains in-flight requests.
+pub async fn serve(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(follow_datasets(
+        state.lookup.store.clone(),
+        state.lookup.lenders.clone(),
+        state.lookup.index.clone(),
+        DATASET_POLL,
+        stop_rx,
+    ));
+    let app = crate::http::router(state.clone());
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    let _ = stop_tx.send(true);
+    state.index_loaded.store(false, Ordering::Release);
+    result.map_err(StartError::Serve)
+}
+
+/// Loads the config file and serves until Ctrl-C or SIGTERM.
+pub async fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let config = Config::load(config_path)?;
+    let state = AppState::build(config).await?;
+    let listener = bind(&state.config).await?;
+    tracing::info!(listen = %state.config.listen, lenders = state.lookup.lenders.len(), "gjeldsbro serving");
+    serve(state, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,201 @@
+//! `gjeldsbro demo`: everything on one machine. Five simulated API-DEBT-FI lenders
+//! on loopback, a synthetic population (Tenor-style ids) whose daily datasets are
+//! ingested into an embedded SQLite store, and the broker in front, with a printed
+//! token and curl line that return a real answer.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use gjeldsbro_loadtest::population::{LenderSpec, Population, generate};
+use gjeldsbro_loadtest::sim::{self, Behaviour, SimHandle};
+
+use super::{CliError, DevTokenArgs, dev_token};
+use crate::app::{AppState, bind, serve, shutdown_signal};
+use crate::config::Config;
+
+/// The dev key pair, compiled in so the demo runs from any directory.
+pub const DEV_JWKS: &str = include_str!("../../config/dev-jwks.json");
+pub const DEV_SIGNING_KEY: &str = include_str!("../../config/dev-signing-key.pem");
+pub const DEMO_ISSUER: &str = "https://maskinporten.example";
+pub const DEMO_AUDIENCE: &str = "gjeldsbro";
+pub const DEMO_BANK: &str = "910000001";
+
+const LENDER_NAMES: [&str; 5] = [
+    "Nordlys Finans AS",
+    "Fjordkreditt ASA",
+    "Vidde Bank ASA",
+    "Kyst Forbrukslån AS",
+    "Polar Kortkreditt AS",
+];
+
+#[derive(Debug, Clone)]
+pub struct DemoArgs {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub lender_base_port: u16,
+    pub persons: usize,
+    pub seed: u64,
+}
+
+/// The demo's config text: five lenders on `base_port..`, the dev JWKS in the data
+/// folder, synthetic ids accepted.
+pub fn demo_config(data_dir: &Path, listen: SocketAddr, lender_urls: &[String]) -> String {
+    let mut out = format!(
+        "# Written by `gjeldsbro demo`. Dev only: trusts the committed dev key.\n\
+         listen = \"{listen}\"\n\
+         accept_synthetic_ids = true\n\n\
+         [store]\nurl = \"sqlite://{db}\"\n\n\
+         [auth]\nissuer = \"{DEMO_ISSUER}\"\naudience = \"{DEMO_AUDIENCE}\"\njwks_file = \"{jwks}\"\n\n\
+         [[clients]]\norg_no = \"{DEMO_BANK}\"\nname = \"Demo Bank ASA\"\nroles = [\"financial_institution\"]\n\n\
+         [[clients]]\norg_no = \"910000002\"\nname = \"Demo Kredittopplysning AS\"\nroles = [\"credit_bureau\"]\n\n\
+         [[clients]]\norg_no = \"910000003\"\nname = \"Demo Nettbank AS\"\nroles = [\"partner\"]\n\n\
+         [[clients]]\norg_no = \"910000009\"\nname = \"Gjeldsbro drift\"\nroles = [\"operator\"]\n",
+        db = data_dir.join("broker.db").display(),
+        jwks = data_dir.join("dev-jwks.json").display(),
+    );
+    for (i, url) in lender_urls.iter().enumerate() {
+        let org = 920_000_001 + i;
+        out.push_str(&format!(
+            "\n[[clients]]\norg_no = \"{org}\"\nname = \"{name}\"\nroles = [\"lender\"]\n",
+            name = LENDER_NAMES[i % LENDER_NAMES.len()],
+        ));
+        out.push_str(&format!(
+            "\n[[lenders]]\nid = \"lender-{n}\"\norg_no = \"{org}\"\nname = \"{name}\"\nadapter = \"api-debt-fi\"\n\
+             base_url = \"{url}\"\ntimeout_ms = 300\nrequests_per_second = 50\nmax_in_flight = 32\n",
+            n = i + 1,
+            name = LENDER_NAMES[i % LENDER_NAMES.len()],
+        ));
+    }
+    out
+}
+
+/// Runs the demo until Ctrl-C.
+pub async fn run(args: DemoArgs) -> Result<(), CliError> {
+    let io = |what: &str, e: std::io::Error| CliError::Message(format!("{what}: {e}"));
+    std::fs::create_dir_all(args.data_dir.join("datasets"))
+        .map_err(|e| io("cannot create the data folder", e))?;
+    let data_dir = std::fs::canonicalize(&args.data_dir)
+        .map_err(|e| io("cannot resolve the data folder", e))?;
+    std::fs::write(data_dir.join("dev-jwks.json"), DEV_JWKS)
+        .map_err(|e| io("cannot write the JWKS", e))?;
+
+    println!(
+        "Generating {} synthetic persons across {} lenders…",
+        args.persons,
+        LENDER_NAMES.len()
+    );
+    let specs = LenderSpec::numbered(LENDER_NAMES.len());
+    let population = generate(args.seed, args.persons, &specs);
+
+    let mut sims: Vec<SimHandle> = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let port = args.lender_base_port + i as u16;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let handle = sim::spawn(
+            addr,
+            spec.org_no.clone(),
+            population.dataset(&spec.id),
+            Behaviour::default(),
+        )
+        .await
+        .map_err(|e| io(&format!("cannot start simulated lender on {addr}"), e))?;
+        sims.push(handle);
+    }
+    let urls: Vec<String> = sims.iter().map(SimHandle::base_url).collect();
+    let config_path = data_dir.join("gjeldsbro.toml");
+    std::fs::write(&config_path, demo_config(&data_dir, args.listen, &urls))
+        .map_err(|e| io("cannot write the config", e))?;
+    let config = Config::load(&config_path)?;
+    let state = AppState::build(config)
+        .await
+        .map_err(|e| CliError::Message(format!("cannot start the broker: {e}")))?;
+
+    for spec in &specs {
+        let path = data_dir.join("datasets").join(format!("{}.json", spec.id));
+        population
+            .write_dataset(&spec.id, &path)
+            .map_err(|e| io("cannot write a dataset", e))?;
+        let file = std::fs::File::open(&path).map_err(|e| io("cannot open a dataset", e))?;
+        let report = state
+            .ingestor
+            .load_dataset(&spec.id, file, "file", &format!("{}.json", spec.id), false)
+            .await?;
+        println!(
+            "  {} ({}) at {}: {} customers, {} loans ingested",
+            spec.id,
+            spec.org_no,
+            sims.iter()
+                .find(|s| s.org_no() == spec.org_no)
+                .map(SimHandle::base_url)
+                .unwrap_or_default(),
+            report.customers,
+            report.loans
+        );
+    }
+
+    let listener = bind(&state.config)
+        .await
+        .map_err(|e| CliError::Message(e.to_string()))?;
+    print_banner(&state.config, &population, &config_path)?;
+    let result = serve(state, listener, shutdown_signal()).await;
+    for s in sims {
+        s.shutdown().await;
+    }
+    println!("Stopped.");
+    result.map_err(|e| CliError::Message(e.to_string()))
+}
+
+fn print_banner(
+    config: &Config,
+    population: &Population,
+    config_path: &Path,
+) -> Result<(), CliError> {
+    let token = dev_token(
+        DEV_SIGNING_KEY.as_bytes(),
+        DevTokenArgs {
+            issuer: DEMO_ISSUER.into(),
+            audience: DEMO_AUDIENCE.into(),
+            org: Some(DEMO_BANK.into()),
+            scopes: vec!["debt.search".into()],
+            pid: None,
+            ttl_secs: 8 * 3600,
+        },
+    )?;
+    let with_debt = population
+        .persons_with_debt()
+        .into_iter()
+        .max_by_key(|p| population.lenders_of(p).len())
+        .unwrap_or_default()
+        .to_owned();
+    let without = population
+        .persons_without_debt()
+        .first()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let url = format!("http://{}", config.listen);
+    println!();
+    println!("Gjeldsbro demo is running (synthetic data only). Ctrl-C stops it.");
+    println!("  broker:   {url}   (metrics: {url}/metrics, health: {url}/readyz)");
+    println!("  config:   {}", config_path.display());
+    println!();
+    println!("A dev token for Demo Bank ASA ({DEMO_BANK}, scope debt.search), valid 8 hours:");
+    println!("  export TOKEN={token}");
+    println!();
+    println!("Look up a synthetic person with debt at several lenders:");
+    println!(
+        "  curl -s -X POST {url}/api/rest/v2/debt/search -H \"Authorization: Bearer $TOKEN\" \
+         -H 'Content-Type: application/json' -d '{{\"ssn\":\"{with_debt}\",\"referenceID\":\"demo-1\"}}'"
+    );
+    println!();
+    println!("A person with no debt answers 204:");
+    println!(
+        "  curl -si -X POST {url}/api/rest/v2/debt/search -H \"Authorization: Bearer $TOKEN\" \
+         -H 'Content-Type: application/json' -d '{{\"ssn\":\"{without}\",\"referenceID\":\"demo-2\"}}'"
+    );
+    println!();
+    println!(
+        "Other tokens: cargo run -- dev-token --config {} --org 910000002 --scope debt.search",
+        config_path.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! The subcommands' work, callable from the binary and from tests. `main.rs` only
+//! parses arguments and calls these.
+
+pub mod demo;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::auth::devtoken::{self, DevClaims};
+use crate::config::{Config, ConfigError, is_org_no};
+use crate::ingest::{IngestError, IngestReport, Ingestor};
+use crate::lenders::{LenderSetupError, Lenders};
+use crate::store::{self, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Lenders(#[from] LenderSetupError),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    #[error("{0}")]
+    Message(String),
+}
+
+/// `gjeldsbro ingest --config C --lender ID FILE`: loads a getalldata file as the
+/// lender's new dataset. A running broker on the same store picks it up within a
+/// second.
+pub async fn ingest(
+    config_path: &Path,
+    lender_id: &str,
+    file: &Path,
+) -> Result<IngestReport, CliError> {
+    let config = Config::load(config_path)?;
+    let store = store::open(&config.store.url).await?;
+    let lenders = Arc::new(Lenders::from_config(&config)?);
+    let ingestor = Ingestor::new(store, lenders, None, config.id_policy());
+    let reader = std::fs::File::open(file)
+        .map_err(|e| CliError::Message(format!("cannot open {}: {e}", file.display())))?;
+    let source = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".to_owned());
+    Ok(ingestor
+        .load_dataset(lender_id, reader, "file", &source, false)
+        .await?)
+}
+
+/// Arguments of `gjeldsbro dev-token`.
+#[derive(Debug, Clone)]
+pub struct DevTokenArgs {
+    pub issuer: String,
+    pub audience: String,
+    pub org: Option<String>,
+    pub scopes: Vec<String>,
+    pub pid: Option<String>,
+    pub ttl_secs: u64,
+}
+
+/// Mints a token signed with the dev key (trusted only by dev and demo configs).
+pub fn dev_token(key_pem: &[u8], args: DevTokenArgs) -> Result<String, CliError> {
+    if let Some(org) = &args.org
+        && !is_org_no(org)
+    {
+        return Err(CliError::Message(
+            "--org must be a 9-digit organisation number".into(),
+        ));
+    }
+    if args.org.is_none() && args.pid.is_none() {
+        return Err(CliError::Message(
+            "give --org (an organisation token) or --pid (a person token)".into(),
+        ));
+    }
+    let scopes = args
+        .scopes
+        .iter()
+        .flat_map(|s| s.split_whitespace())
+        .map(str::to_owned)
+        .collect();
+    devtoken::mint(
+        key_pem,
+        devtoken::DEV_KID,
+        &args.issuer,
+        &args.audience,
+        DevClaims {
+            org_no: args.org,
+            scopes,
+            pid: args.pid,
+            ttl_secs: args.ttl_secs,
+        },
+    )
+    .map_err(|e| CliError::Message(format!("cannot mint the token: {e}")))
+}

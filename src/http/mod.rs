@@ -1,0 +1,82 @@
+//! The HTTP edge: routes, extractors and error mapping. Thin by design: handlers
+//! authenticate, validate and translate; the work happens in the layers below,
+//! which know nothing of HTTP.
+
+pub mod error;
+mod ops;
+mod search;
+pub mod trace;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+
+use crate::app::AppState;
+use crate::auth::Caller;
+pub use error::ApiError;
+pub use search::SCOPE_SEARCH;
+
+/// Every route the broker serves.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/api/rest/v2/debt/search", post(search::handler))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(fallback)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            trace::middleware,
+        ))
+        .with_state(state)
+}
+
+async fn fallback() -> ApiError {
+    ApiError::for_status(StatusCode::NOT_FOUND)
+}
+
+/// Authenticates the request's bearer token.
+pub(crate) fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let authorization = match headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| {
+            ApiError::from(crate::auth::AuthError::Unauthenticated(
+                "malformed Authorization header",
+            ))
+        })?),
+    };
+    Ok(app.auth.authenticate(authorization)?)
+}
+
+pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    if search::json_content_type_ok(headers) {
+        Ok(())
+    } else {
+        Err(ApiError::for_status(StatusCode::UNSUPPORTED_MEDIA_TYPE))
+    }
+}
+
+/// A `200` JSON answer with `Cache-Control: no-store` (answers hold personal data).
+pub(crate) fn json_response<T: Serialize>(value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(bytes) => (
+            StatusCode::OK,
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                ),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(_) => ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response(),
+    }
+}

@@ -1,0 +1,210 @@
+//! Deliveries in: a lender's daily dataset (from a file now; pulls and pushes build
+//! on the same path). Parse and validate as a stream, write into a new store
+//! generation, and only when every rule held, make it current in one step and
+//! update the index. A rejected or failed load leaves the old data in force and is
+//! recorded (lender, time, rule, position; never a national id).
+
+pub mod parse;
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::index::{Index, IndexError};
+use crate::lenders::Lenders;
+use crate::nin::IdPolicy;
+use crate::store::{DatasetSummary, DeliveryRecord, SnapshotRow, Store, StoreError};
+pub use parse::{ParseError, ParseSummary, Rejection};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("unknown lender {0:?}")]
+    UnknownLender(String),
+    #[error("delivery rejected: {0}")]
+    Rejected(Rejection),
+    #[error("cannot read the delivery: {0}")]
+    Read(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+}
+
+/// An accepted delivery.
+#[derive(Debug, Clone)]
+pub struct IngestReport {
+    pub lender_id: String,
+    pub customers: u64,
+    pub loans: u64,
+    pub open_loans: u64,
+    pub persons: u64,
+}
+
+/// Loads deliveries; one at a time per lender.
+pub struct Ingestor {
+    store: Arc<dyn Store>,
+    lenders: Arc<Lenders>,
+    index: Option<Arc<Index>>,
+    policy: IdPolicy,
+    locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+struct ChannelSink(mpsc::Sender<Vec<SnapshotRow>>);
+
+impl parse::RowSink for ChannelSink {
+    fn rows(&mut self, rows: Vec<SnapshotRow>) -> bool {
+        self.0.blocking_send(rows).is_ok()
+    }
+}
+
+impl Ingestor {
+    /// `index` is the live index to update, when a broker is running in-process.
+    pub fn new(
+        store: Arc<dyn Store>,
+        lenders: Arc<Lenders>,
+        index: Option<Arc<Index>>,
+        policy: IdPolicy,
+    ) -> Self {
+        Ingestor {
+            store,
+            lenders,
+            index,
+            policy,
+            locks: Default::default(),
+        }
+    }
+
+    fn lock_for(&self, lender_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(lender_id.to_owned()).or_default().clone()
+    }
+
+    /// Loads a full dataset for `lender_id` from `reader` (read on a blocking
+    /// thread). `kind` is `file` or `pull`; `source` names it in the records.
+    pub async fn load_dataset<R: Read + Send + 'static>(
+        &self,
+        lender_id: &str,
+        reader: R,
+        kind: &str,
+        source: &str,
+        require_provider: bool,
+    ) -> Result<IngestReport, IngestError> {
+        let lender = self
+            .lenders
+            .idx_of(lender_id)
+            .and_then(|i| self.lenders.get(i))
+            .ok_or_else(|| IngestError::UnknownLender(lender_id.to_owned()))?;
+        let (lender_idx, org_no) = (lender.idx, lender.org_no.clone());
+        let lock = self.lock_for(lender_id);
+        let _one_load_per_lender = lock.lock().await;
+
+        let mut writer = self.store.begin_dataset(lender_id).await?;
+        let (tx, mut rx) = mpsc::channel::<Vec<SnapshotRow>>(4);
+        let policy = self.policy;
+        let parser = tokio::task::spawn_blocking(move || {
+            let mut sink = ChannelSink(tx);
+            parse::parse_dataset(reader, &org_no, policy, require_provider, &mut sink)
+        });
+        let mut write_error = None;
+        while let Some(rows) = rx.recv().await {
+            if let Err(e) = writer.write(&rows).await {
+                write_error = Some(e);
+                // Dropping the receiver stops the parser at its next batch.
+                break;
+            }
+        }
+        drop(rx);
+        let parsed = parser
+            .await
+            .map_err(|e| IngestError::Read(format!("parser task failed: {e}")))?;
+
+        let at = crate::time::now_rfc3339();
+        let outcome = match (write_error, parsed) {
+            (Some(e), _) => Err(IngestError::Store(e)),
+            (None, Err(ParseError::Aborted)) => {
+                Err(IngestError::Read("the load was aborted".into()))
+            }
+            (None, Err(ParseError::Rejected(r))) => Err(IngestError::Rejected(r)),
+            (None, Ok(summary)) => Ok(summary),
+        };
+        let summary = match outcome {
+            Ok(summary) => summary,
+            Err(e) => {
+                // Best effort: leftovers of an aborted generation are invisible and
+                // are also removed at the next start.
+                let _ = writer.abort().await;
+                let (rule, position, detail) = match &e {
+                    IngestError::Rejected(r) => (
+                        Some(r.rule.to_owned()),
+                        Some(r.position as i64),
+                        r.detail.clone(),
+                    ),
+                    other => (Some("load_failed".to_owned()), None, other.to_string()),
+                };
+                let record = DeliveryRecord {
+                    lender_id: lender_id.to_owned(),
+                    at,
+                    kind: kind.to_owned(),
+                    accepted: false,
+                    rule,
+                    position,
+                    detail: Some(format!("{source}: {detail}")),
+                    customers: 0,
+                    loans: 0,
+                };
+                if let Err(store_err) = self.store.record_delivery(&record).await {
+                    tracing::error!(lender = lender_id, error = %store_err, "could not record a rejected delivery");
+                }
+                tracing::warn!(
+                    lender = lender_id,
+                    kind,
+                    rule = record.rule.as_deref(),
+                    position,
+                    "delivery rejected"
+                );
+                return Err(e);
+            }
+        };
+
+        writer
+            .commit(DatasetSummary {
+                source: source.to_owned(),
+                customers: summary.customers,
+                loans: summary.open_loans,
+            })
+            .await?;
+        if let Some(index) = &self.index {
+            index.update(|s| s.with_lender_replaced(lender_idx, &summary.persons))?;
+        }
+        self.store
+            .record_delivery(&DeliveryRecord {
+                lender_id: lender_id.to_owned(),
+                at,
+                kind: kind.to_owned(),
+                accepted: true,
+                rule: None,
+                position: None,
+                detail: Some(source.to_owned()),
+                customers: summary.customers,
+                loans: summary.loans,
+            })
+            .await?;
+        tracing::info!(
+            lender = lender_id,
+            kind,
+            customers = summary.customers,
+            loans = summary.loans,
+            open_loans = summary.open_loans,
+            "delivery accepted"
+        );
+        Ok(IngestReport {
+            lender_id: lender_id.to_owned(),
+            customers: summary.customers,
+            loans: summary.loans,
+            open_loans: summary.open_loans,
+            persons: summary.persons.len() as u64,
+        })
+    }
+}

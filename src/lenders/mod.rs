@@ -1,0 +1,136 @@
+//! One client stack per configured lender, built once at start: its adapter (with
+//! a pooled keep-alive client), its timeout and its concurrency cap. The lookup
+//! path addresses lenders by [`LenderIdx`], their position in the config.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gjeldsbro_adapter::LenderAdapter;
+use gjeldsbro_api_debt_fi::{ApiDebtFi, ApiDebtFiConfig};
+use tokio::sync::Semaphore;
+
+use crate::config::{Config, LenderConfig};
+use crate::index::LenderIdx;
+
+/// Default concurrent calls per lender when the config names none.
+const DEFAULT_MAX_IN_FLIGHT: u32 = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LenderSetupError {
+    #[error("lender {id:?}: unknown adapter {adapter:?} (known: api-debt-fi)")]
+    UnknownAdapter { id: String, adapter: String },
+    #[error("lender {id:?}: {message}")]
+    Client { id: String, message: String },
+    #[error("too many lenders (at most {max})")]
+    TooMany { max: usize },
+}
+
+/// One lender as the lookup path sees it.
+pub struct Lender {
+    pub idx: LenderIdx,
+    pub id: String,
+    pub org_no: String,
+    /// The creditorName shown where names may be shown.
+    pub name: String,
+    pub timeout: Duration,
+    pub adapter: Arc<dyn LenderAdapter>,
+    /// Bounds calls in flight; a call that cannot get a permit at once goes to the
+    /// snapshot instead of queueing behind a slow lender.
+    pub in_flight: Semaphore,
+}
+
+/// Every configured lender.
+pub struct Lenders {
+    list: Vec<Lender>,
+    by_id: HashMap<String, LenderIdx>,
+    by_org: HashMap<String, LenderIdx>,
+}
+
+impl Lenders {
+    /// Builds every lender's stack from the config.
+    pub fn from_config(config: &Config) -> Result<Self, LenderSetupError> {
+        if config.lenders.len() > usize::from(LenderIdx::MAX) {
+            return Err(LenderSetupError::TooMany {
+                max: usize::from(LenderIdx::MAX),
+            });
+        }
+        let mut list = Vec::with_capacity(config.lenders.len());
+        for (i, lc) in config.lenders.iter().enumerate() {
+            let adapter = build_adapter(lc, config.max_lender_answer_bytes)?;
+            list.push(Lender {
+                idx: i as LenderIdx,
+                id: lc.id.clone(),
+                org_no: lc.org_no.clone(),
+                name: lc.name.clone(),
+                timeout: Duration::from_millis(lc.timeout_ms),
+                adapter,
+                in_flight: Semaphore::new(
+                    lc.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT).max(1) as usize
+                ),
+            });
+        }
+        Ok(Self::from_list(list))
+    }
+
+    /// Builds the registry from ready lenders (tests, benches).
+    pub fn from_list(list: Vec<Lender>) -> Self {
+        let by_id = list.iter().map(|l| (l.id.clone(), l.idx)).collect();
+        let by_org = list.iter().map(|l| (l.org_no.clone(), l.idx)).collect();
+        Lenders {
+            list,
+            by_id,
+            by_org,
+        }
+    }
+
+    pub fn get(&self, idx: LenderIdx) -> Option<&Lender> {
+        self.list.get(usize::from(idx))
+    }
+
+    pub fn idx_of(&self, id: &str) -> Option<LenderIdx> {
+        self.by_id.get(id).copied()
+    }
+
+    pub fn idx_of_org(&self, org_no: &str) -> Option<LenderIdx> {
+        self.by_org.get(org_no).copied()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Lender> {
+        self.list.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}
+
+fn build_adapter(
+    lc: &LenderConfig,
+    max_answer_bytes: usize,
+) -> Result<Arc<dyn LenderAdapter>, LenderSetupError> {
+    match lc.adapter.as_str() {
+        "api-debt-fi" => {
+            let adapter = ApiDebtFi::new(ApiDebtFiConfig {
+                base_url: lc.base_url.clone(),
+                org_no: lc.org_no.clone(),
+                max_answer_bytes,
+                connect_timeout: Duration::from_millis(lc.timeout_ms.min(2_000)),
+                pool_max_idle: lc.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT) as usize,
+            })
+            .map_err(|e| LenderSetupError::Client {
+                id: lc.id.clone(),
+                message: e.to_string(),
+            })?;
+            Ok(Arc::new(adapter))
+        }
+        other => Err(LenderSetupError::UnknownAdapter {
+            id: lc.id.clone(),
+            adapter: other.to_owned(),
+        }),
+    }
+}

@@ -1,0 +1,167 @@
+//! One lookup: ask exactly the lenders the index names for a person, concurrently,
+//! each within its own timeout and the lookup's deadline; replace a lender that
+//! fails by its snapshot rows; merge. No HTTP types in here.
+
+pub mod merge;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use futures::stream::{FuturesUnordered, StreamExt};
+use gjeldsbro_adapter::{CustomerQuery, Loan};
+use tokio::time::Instant;
+
+use crate::index::{Index, LenderIdx};
+use crate::lenders::{Lender, Lenders};
+use crate::metrics::Metrics;
+use crate::nin::NationalId;
+use crate::store::Store;
+pub use merge::{MergedDebt, MergedEntry, merge};
+
+/// The longest a snapshot read may take before the lender counts as missing.
+const SNAPSHOT_READ_LIMIT: Duration = Duration::from_millis(1_000);
+
+/// Where a lender's rows came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Live,
+    Snapshot,
+    Missing,
+}
+
+/// One lender's part of a lookup.
+#[derive(Debug, Clone)]
+pub struct LenderAnswer {
+    pub lender: LenderIdx,
+    pub source: Source,
+    pub loans: Vec<Loan>,
+    /// `ok`, or why the live call failed: `timeout`, `error`, `limited`,
+    /// `malformed`, `saturated` (no capacity left at the lender).
+    pub outcome: &'static str,
+    pub elapsed: Duration,
+}
+
+/// Everything the lenders said about one person.
+#[derive(Debug, Clone)]
+pub struct PersonDebt {
+    pub nin: NationalId,
+    pub answers: Vec<LenderAnswer>,
+}
+
+impl PersonDebt {
+    pub fn fan_out(&self) -> usize {
+        self.answers.len()
+    }
+}
+
+/// Correlation passed on to lenders.
+#[derive(Debug, Clone)]
+pub struct TraceContext {
+    pub trace_id: String,
+    pub traceparent: Option<String>,
+}
+
+/// The lookup engine, shared by all requests.
+pub struct Lookup {
+    pub index: Arc<Index>,
+    pub lenders: Arc<Lenders>,
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Lookup {
+    /// Looks up one person: only the indexed lenders are called.
+    pub async fn person(
+        &self,
+        nin: NationalId,
+        deadline: Instant,
+        trace: &TraceContext,
+    ) -> PersonDebt {
+        let lenders = self.index.lenders_of(nin);
+        let mut calls: FuturesUnordered<_> = lenders
+            .iter()
+            .filter_map(|&idx| self.lenders.get(idx))
+            .map(|lender| self.ask(lender, nin, deadline, trace))
+            .collect();
+        let mut answers = Vec::with_capacity(lenders.len());
+        while let Some(answer) = calls.next().await {
+            answers.push(answer);
+        }
+        // Arrival order must not show in the answer; keep a fixed order here too.
+        answers.sort_by_key(|a| a.lender);
+        PersonDebt { nin, answers }
+    }
+
+    /// Looks up several persons (applicant and co-borrowers) concurrently.
+    pub async fn persons(
+        &self,
+        nins: &[NationalId],
+        deadline: Instant,
+        trace: &TraceContext,
+    ) -> Vec<PersonDebt> {
+        join_all(nins.iter().map(|&n| self.person(n, deadline, trace))).await
+    }
+
+    async fn ask(
+        &self,
+        lender: &Lender,
+        nin: NationalId,
+        deadline: Instant,
+        trace: &TraceContext,
+    ) -> LenderAnswer {
+        let started = Instant::now();
+        let budget = lender
+            .timeout
+            .min(deadline.saturating_duration_since(started));
+        let live = match lender.in_flight.try_acquire() {
+            Err(_) => Err("saturated"),
+            Ok(_permit) if budget.is_zero() => Err("timeout"),
+            Ok(_permit) => {
+                let query = CustomerQuery {
+                    nin,
+                    trace_id: &trace.trace_id,
+                    traceparent: trace.traceparent.as_deref(),
+                };
+                match tokio::time::timeout(budget, lender.adapter.fetch_customer(query)).await {
+                    Ok(Ok(loans)) => Ok(loans),
+                    Ok(Err(e)) => Err(e.outcome()),
+                    Err(_) => Err("timeout"),
+                }
+            }
+        };
+        let call_time = started.elapsed();
+        let answer = match live {
+            Ok(loans) => LenderAnswer {
+                lender: lender.idx,
+                source: Source::Live,
+                loans,
+                outcome: "ok",
+                elapsed: call_time,
+            },
+            Err(outcome) => {
+                let snapshot = tokio::time::timeout(
+                    SNAPSHOT_READ_LIMIT,
+                    self.store.snapshot_for(&lender.id, nin),
+                )
+                .await;
+                let (source, loans) = match snapshot {
+                    Ok(Ok(rows)) if !rows.is_empty() => (Source::Snapshot, rows),
+                    _ => (Source::Missing, Vec::new()),
+                };
+                self.metrics
+                    .record_fallback(&lender.id, source == Source::Snapshot);
+                LenderAnswer {
+                    lender: lender.idx,
+                    source,
+                    loans,
+                    outcome,
+                    elapsed: started.elapsed(),
+                }
+            }
+        };
+        self.metrics
+            .record_lender_call(&lender.id, answer.outcome, call_time);
+        answer
+    }
+}

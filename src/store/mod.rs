@@ -1,0 +1,136 @@
+//! Durable state behind one small trait: lender snapshots, delivery records and the
+//! disclosure log. SQLite (embedded) is the default; the lookup path sees only
+//! [`Store`], so another backend slots in without touching it.
+
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use gjeldsbro_adapter::Loan;
+
+use crate::audit::record::DisclosureRecord;
+use crate::nin::NationalId;
+
+/// Why the store could not do what was asked. Texts never hold a national id.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store query failed: {0}")]
+    Query(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("unsupported store url (use sqlite://PATH)")]
+    UnsupportedUrl,
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                StoreError::Unavailable(gjeldsbro_adapter::scrub(&e.to_string()))
+            }
+            other => StoreError::Query(gjeldsbro_adapter::scrub(&other.to_string())),
+        }
+    }
+}
+
+pub type StoreFuture<'a, T> = BoxFuture<'a, Result<T, StoreError>>;
+
+/// One snapshot row to load.
+#[derive(Debug, Clone)]
+pub struct SnapshotRow {
+    pub nin: NationalId,
+    pub loan: Loan,
+}
+
+/// What a finished load holds, recorded with the dataset.
+#[derive(Debug, Clone, Default)]
+pub struct DatasetSummary {
+    /// Where it came from: a file name or `pull`.
+    pub source: String,
+    pub customers: u64,
+    pub loans: u64,
+}
+
+/// The dataset a lender has in force.
+#[derive(Debug, Clone)]
+pub struct DatasetInfo {
+    pub lender_id: String,
+    /// Changes with every accepted load; lets other processes notice one.
+    pub generation: i64,
+    pub loaded_at: String,
+    pub source: String,
+    pub customers: i64,
+    pub loans: i64,
+}
+
+/// A delivery's outcome, accepted or rejected. Holds no national id.
+#[derive(Debug, Clone)]
+pub struct DeliveryRecord {
+    pub lender_id: String,
+    pub at: String,
+    /// `file`, `pull` or `push`.
+    pub kind: String,
+    pub accepted: bool,
+    pub rule: Option<String>,
+    pub position: Option<i64>,
+    pub detail: Option<String>,
+    pub customers: u64,
+    pub loans: u64,
+}
+
+/// A load in progress. Rows written through it stay invisible until `commit`;
+/// dropping it (or a crash) leaves the lender's previous dataset in force.
+pub trait DatasetWriter: Send {
+    fn write<'a>(&'a mut self, rows: &'a [SnapshotRow]) -> StoreFuture<'a, ()>;
+    /// Makes the new dataset the lender's current one in a single step.
+    fn commit(self: Box<Self>, summary: DatasetSummary) -> StoreFuture<'static, ()>;
+    /// Removes what was written so far. Optional: leftovers are also cleaned at start.
+    fn abort(self: Box<Self>) -> StoreFuture<'static, ()>;
+}
+
+/// The store as the broker uses it.
+pub trait Store: Send + Sync + 'static {
+    /// The lender's current snapshot rows for one person (empty when none).
+    fn snapshot_for<'a>(
+        &'a self,
+        lender_id: &'a str,
+        nin: NationalId,
+    ) -> StoreFuture<'a, Vec<Loan>>;
+
+    /// Starts loading a new dataset for a lender.
+    fn begin_dataset<'a>(&'a self, lender_id: &'a str) -> StoreFuture<'a, Box<dyn DatasetWriter>>;
+
+    /// Every (person, lender id) pair of the current datasets, grouped by person.
+    fn index_pairs(&self) -> BoxStream<'_, Result<(u64, String), StoreError>>;
+
+    /// The persons of one lender's current dataset, sorted and unique.
+    fn persons_of<'a>(&'a self, lender_id: &'a str) -> StoreFuture<'a, Vec<u64>>;
+
+    /// The datasets in force.
+    fn datasets(&self) -> StoreFuture<'_, Vec<DatasetInfo>>;
+
+    /// Records a delivery's outcome.
+    fn record_delivery<'a>(&'a self, record: &'a DeliveryRecord) -> StoreFuture<'a, ()>;
+
+    /// Appends disclosure records durably, chaining each to the previous, in one
+    /// transaction: all are written or none.
+    fn append_disclosures<'a>(&'a self, records: &'a [DisclosureRecord]) -> StoreFuture<'a, ()>;
+
+    /// Cheap reachability check for readiness.
+    fn ping(&self) -> StoreFuture<'_, ()>;
+
+    /// Removes rows of unfinished or superseded loads (at start, after a crash).
+    fn clean_up(&self) -> StoreFuture<'_, u64>;
+}
+
+/// Opens the store named by `url`, running migrations.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if let Some(path) = sqlite::path_from_url(url) {
+        return Ok(Arc::new(sqlite::SqliteStore::open(&path).await?));
+    }
+    Err(StoreError::UnsupportedUrl)
+}

@@ -1,0 +1,418 @@
+//! The embedded SQLite store.
+//!
+//! WAL mode, `synchronous = FULL`: a committed disclosure survives a power cut.
+//! Dataset loads write a new generation in short batched transactions and flip the
+//! lender's current generation in one tiny transaction, so a load of millions of
+//! rows never holds the write lock for long (disclosures keep flowing) and a crash
+//! at any point leaves the previous dataset in force.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt, TryStreamExt};
+use gjeldsbro_adapter::Loan;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+
+use super::{
+    DatasetInfo, DatasetSummary, DatasetWriter, DeliveryRecord, SnapshotRow, Store, StoreError,
+    StoreFuture,
+};
+use crate::audit::record::{DisclosureRecord, GENESIS, chain_hash};
+use crate::nin::NationalId;
+
+/// Rows per INSERT statement (4 parameters each, well under SQLite's limit).
+const ROWS_PER_STATEMENT: usize = 500;
+/// Rows deleted per transaction when cleaning an old generation.
+const DELETE_BATCH: i64 = 20_000;
+
+/// `sqlite:///abs/path.db`, `sqlite://rel/path.db` or `sqlite:path.db` → the path.
+pub fn path_from_url(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = rest.split('?').next().unwrap_or(rest);
+    (!rest.is_empty()).then(|| PathBuf::from(rest))
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file and runs migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(StoreError::from)?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
+        Ok(SqliteStore { pool })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+fn parse_loan(json: &str) -> Result<Loan, StoreError> {
+    serde_json::from_str(json)
+        .map_err(|e| StoreError::Corrupt(gjeldsbro_adapter::scrub(&e.to_string())))
+}
+
+fn key(nin: NationalId) -> i64 {
+    // Ids are below 10^11, far inside i64.
+    nin.as_u64() as i64
+}
+
+impl Store for SqliteStore {
+    fn snapshot_for<'a>(
+        &'a self,
+        lender_id: &'a str,
+        nin: NationalId,
+    ) -> StoreFuture<'a, Vec<Loan>> {
+        async move {
+            let rows = sqlx::query(
+                "SELECT s.loan FROM snapshot_loans s JOIN datasets d \
+                 ON d.lender_id = s.lender_id AND d.generation = s.generation \
+                 WHERE s.nin = ? AND s.lender_id = ?",
+            )
+            .bind(key(nin))
+            .bind(lender_id.to_owned())
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| parse_loan(r.get::<&str, _>(0)))
+                .collect()
+        }
+        .boxed()
+    }
+
+    fn begin_dataset<'a>(&'a self, lender_id: &'a str) -> StoreFuture<'a, Box<dyn DatasetWriter>> {
+        async move {
+            let generation: i64 = sqlx::query_scalar(
+                "UPDATE counters SET value = value + 1 WHERE name = 'generation' RETURNING value",
+            )
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(Box::new(SqliteDatasetWriter {
+                pool: self.pool.clone(),
+                lender_id: lender_id.to_owned(),
+                generation,
+            }) as Box<dyn DatasetWriter>)
+        }
+        .boxed()
+    }
+
+    fn index_pairs(&self) -> futures::stream::BoxStream<'_, Result<(u64, String), StoreError>> {
+        sqlx::query(
+            "SELECT DISTINCT s.nin, s.lender_id FROM snapshot_loans s JOIN datasets d \
+             ON d.lender_id = s.lender_id AND d.generation = s.generation ORDER BY s.nin",
+        )
+        .fetch(&self.pool)
+        .map_err(StoreError::from)
+        .map(|row| {
+            let row = row?;
+            let nin: i64 = row.try_get(0)?;
+            let lender: String = row.try_get(1)?;
+            Ok((nin as u64, lender))
+        })
+        .boxed()
+    }
+
+    fn persons_of<'a>(&'a self, lender_id: &'a str) -> StoreFuture<'a, Vec<u64>> {
+        async move {
+            let rows: Vec<i64> = sqlx::query_scalar(
+                "SELECT DISTINCT s.nin FROM snapshot_loans s JOIN datasets d \
+                 ON d.lender_id = s.lender_id AND d.generation = s.generation \
+                 WHERE s.lender_id = ? ORDER BY s.nin",
+            )
+            .bind(lender_id.to_owned())
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows.into_iter().map(|n| n as u64).collect())
+        }
+        .boxed()
+    }
+
+    fn datasets(&self) -> StoreFuture<'_, Vec<DatasetInfo>> {
+        async move {
+            let rows = sqlx::query(
+                "SELECT lender_id, generation, loaded_at, source, customers, loans FROM datasets ORDER BY lender_id",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(DatasetInfo {
+                        lender_id: r.try_get(0)?,
+                        generation: r.try_get(1)?,
+                        loaded_at: r.try_get(2)?,
+                        source: r.try_get(3)?,
+                        customers: r.try_get(4)?,
+                        loans: r.try_get(5)?,
+                    })
+                })
+                .collect()
+        }
+        .boxed()
+    }
+
+    fn record_delivery<'a>(&'a self, d: &'a DeliveryRecord) -> StoreFuture<'a, ()> {
+        async move {
+            sqlx::query(
+                "INSERT INTO deliveries (lender_id, at, kind, accepted, rule, position, detail, customers, loans) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(d.lender_id.clone())
+            .bind(d.at.clone())
+            .bind(d.kind.clone())
+            .bind(d.accepted)
+            .bind(d.rule.clone())
+            .bind(d.position)
+            .bind(d.detail.clone())
+            .bind(d.customers as i64)
+            .bind(d.loans as i64)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn append_disclosures<'a>(&'a self, records: &'a [DisclosureRecord]) -> StoreFuture<'a, ()> {
+        async move {
+            if records.is_empty() {
+                return Ok(());
+            }
+            let mut conn = self.pool.acquire().await?;
+            // IMMEDIATE takes the write lock now, so reading the chain head and
+            // appending cannot interleave with another writer.
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+            let result: Result<(), StoreError> = async {
+                let mut prev: String = sqlx::query_scalar("SELECT hash FROM disclosures ORDER BY seq DESC LIMIT 1")
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .unwrap_or_else(|| GENESIS.to_owned());
+                for r in records {
+                    let hash = chain_hash(&prev, r);
+                    sqlx::query(
+                        "INSERT INTO disclosures (query_id, at, recipient_org, on_behalf_of, purpose, reference_id, \
+                         nin, disclosed, letter_owed_by, message, prev_hash, hash) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(r.query_id.clone())
+                    .bind(r.at.clone())
+                    .bind(r.recipient_org.clone())
+                    .bind(r.on_behalf_of.clone())
+                    .bind(r.purpose.clone())
+                    .bind(r.reference_id.clone())
+                    .bind(r.nin as i64)
+                    .bind(r.disclosed.clone())
+                    .bind(r.letter_owed_by.clone())
+                    .bind(r.message.clone())
+                    .bind(prev.clone())
+                    .bind(hash.clone())
+                    .execute(&mut *conn)
+                    .await?;
+                    prev = hash;
+                }
+                Ok(())
+            }
+            .await;
+            match result {
+                Ok(()) => {
+                    sqlx::query("COMMIT").execute(&mut *conn).await?;
+                    Ok(())
+                }
+                Err(e) => {
+                    // Best effort: a failed rollback leaves the connection to be
+                    // discarded, and SQLite rolls the transaction back anyway.
+                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                    Err(e)
+                }
+            }
+        }
+        .boxed()
+    }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        async move {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn clean_up(&self) -> StoreFuture<'_, u64> {
+        async move {
+            let mut total = 0u64;
+            loop {
+                let done = sqlx::query(
+                    "DELETE FROM snapshot_loans WHERE rowid IN (SELECT s.rowid FROM snapshot_loans s \
+                     LEFT JOIN datasets d ON d.lender_id = s.lender_id \
+                     WHERE d.generation IS NULL OR d.generation <> s.generation LIMIT ?)",
+                )
+                .bind(DELETE_BATCH)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                total += done;
+                if done == 0 {
+                    return Ok(total);
+                }
+            }
+        }
+        .boxed()
+    }
+}
+
+struct SqliteDatasetWriter {
+    pool: SqlitePool,
+    lender_id: String,
+    generation: i64,
+}
+
+impl DatasetWriter for SqliteDatasetWriter {
+    fn write<'a>(&'a mut self, rows: &'a [SnapshotRow]) -> StoreFuture<'a, ()> {
+        async move {
+            let mut tx = self.pool.begin().await?;
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                    "INSERT INTO snapshot_loans (lender_id, generation, nin, account_id, loan) ",
+                );
+                let mut encoded = Vec::with_capacity(chunk.len());
+                for row in chunk {
+                    let json = serde_json::to_string(&row.loan)
+                        .map_err(|e| StoreError::Query(format!("cannot encode loan: {e}")))?;
+                    encoded.push((
+                        key(row.nin),
+                        row.loan.account_id.clone().unwrap_or_default(),
+                        json,
+                    ));
+                }
+                qb.push_values(encoded, |mut b, (nin, account, json)| {
+                    b.push_bind(self.lender_id.clone())
+                        .push_bind(self.generation)
+                        .push_bind(nin)
+                        .push_bind(account)
+                        .push_bind(json);
+                });
+                qb.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn commit(self: Box<Self>, summary: DatasetSummary) -> StoreFuture<'static, ()> {
+        async move {
+            let now = crate::time::now_rfc3339();
+            sqlx::query(
+                "INSERT INTO datasets (lender_id, generation, loaded_at, source, customers, loans) \
+                 VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (lender_id) DO UPDATE SET generation = excluded.generation, \
+                 loaded_at = excluded.loaded_at, source = excluded.source, \
+                 customers = excluded.customers, loans = excluded.loans \
+                 WHERE excluded.generation > datasets.generation",
+            )
+            .bind(self.lender_id.clone())
+            .bind(self.generation)
+            .bind(now)
+            .bind(summary.source)
+            .bind(summary.customers as i64)
+            .bind(summary.loans as i64)
+            .execute(&self.pool)
+            .await?;
+            // The flip above is the commit point; removing the superseded rows is
+            // housekeeping, done in batches so no lock is held for long.
+            delete_other_generations(&self.pool, &self.lender_id, self.generation).await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn abort(self: Box<Self>) -> StoreFuture<'static, ()> {
+        async move {
+            loop {
+                let done = sqlx::query(
+                    "DELETE FROM snapshot_loans WHERE rowid IN (SELECT rowid FROM snapshot_loans \
+                     WHERE lender_id = ? AND generation = ? LIMIT ?)",
+                )
+                .bind(self.lender_id.clone())
+                .bind(self.generation)
+                .bind(DELETE_BATCH)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                if done == 0 {
+                    return Ok(());
+                }
+            }
+        }
+        .boxed()
+    }
+}
+
+async fn delete_other_generations(
+    pool: &SqlitePool,
+    lender_id: &str,
+    keep: i64,
+) -> Result<(), StoreError> {
+    loop {
+        let done = sqlx::query(
+            "DELETE FROM snapshot_loans WHERE rowid IN (SELECT rowid FROM snapshot_loans \
+             WHERE lender_id = ? AND generation < ? LIMIT ?)",
+        )
+        .bind(lender_id.to_owned())
+        .bind(keep)
+        .bind(DELETE_BATCH)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        if done == 0 {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            path_from_url("sqlite:///var/lib/x.db"),
+            Some(PathBuf::from("/var/lib/x.db"))
+        );
+        assert_eq!(
+            path_from_url("sqlite://data/x.db"),
+            Some(PathBuf::from("data/x.db"))
+        );
+        assert_eq!(
+            path_from_url("sqlite:x.db?mode=rwc"),
+            Some(PathBuf::from("x.db"))
+        );
+        assert_eq!(path_from_url("postgres://x"), None);
+        assert_eq!(path_from_url("sqlite://"), None);
+    }
+}
