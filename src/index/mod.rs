@@ -30,6 +30,8 @@ pub enum IndexError {
 pub struct IndexSnapshot {
     table: PackedTable,
     pool: SetPool,
+    /// Persons with at least one lender, kept so metrics need not scan.
+    persons: usize,
 }
 
 impl IndexSnapshot {
@@ -37,6 +39,7 @@ impl IndexSnapshot {
         IndexSnapshot {
             table: PackedTable::with_capacity(0),
             pool: SetPool::default(),
+            persons: 0,
         }
     }
 
@@ -51,9 +54,13 @@ impl IndexSnapshot {
 
     /// Persons with at least one lender.
     pub fn persons(&self) -> usize {
-        self.table
+        self.persons
+    }
+
+    fn count_persons(table: &PackedTable, pool: &SetPool) -> usize {
+        table
             .iter()
-            .filter(|&(_, set)| !self.pool.get(set).is_empty())
+            .filter(|&(_, set)| !pool.get(set).is_empty())
             .count()
     }
 
@@ -104,8 +111,14 @@ impl IndexSnapshot {
                 set.remove(pos);
             }
         }
+        let was_held = !next.lenders_of(nin).is_empty();
         let id = next.pool.intern(&set).ok_or(IndexError::TooManySets)?;
         next.table.insert(nin.as_u64(), id);
+        match (was_held, set.is_empty()) {
+            (false, false) => next.persons += 1,
+            (true, true) => next.persons -= 1,
+            _ => {}
+        }
         Ok(next)
     }
 }
@@ -169,9 +182,11 @@ impl IndexBuilder {
     pub fn finish(mut self) -> IndexSnapshot {
         // flush() only fails on a full pool; the pairs so far are kept either way.
         let _ = self.flush();
+        let persons = IndexSnapshot::count_persons(&self.table, &self.pool);
         IndexSnapshot {
             table: self.table,
             pool: self.pool,
+            persons,
         }
     }
 }
