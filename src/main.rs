@@ -52,6 +52,13 @@ enum Command {
         lender: String,
         file: PathBuf,
     },
+    /// Pull a lender's daily dataset now (all pages).
+    Pull {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        lender: String,
+    },
     /// Mint a token signed with the dev key (dev and demo configs trust it).
     DevToken {
         /// Config whose issuer and audience the token carries.
@@ -144,6 +151,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         r.rule,
                         r.position,
                         r.detail
+                    );
+                    return Ok(ExitCode::from(2));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Command::Pull { config, lender } => {
+            telemetry::init(LogFormat::Json, "info,sqlx=warn");
+            match cli::pull(&config, &lender).await {
+                Ok(report) => println!(
+                    "accepted: lender {} now has {} customers, {} loans ({} open) from its daily pull",
+                    report.lender_id, report.customers, report.loans, report.open_loans
+                ),
+                Err(CliError::Ingest(IngestError::Rejected(r))) => {
+                    eprintln!(
+                        "rejected: the daily pull of {lender} broke rule {} at customer #{} ({}); the previous dataset stays in force",
+                        r.rule, r.position, r.detail
                     );
                     return Ok(ExitCode::from(2));
                 }

@@ -49,6 +49,34 @@ pub async fn ingest(
         .await?)
 }
 
+/// `gjeldsbro pull --config C --lender ID`: pulls the lender's daily dataset now
+/// (all pages), with retries. A running broker on the same store picks it up.
+pub async fn pull(config_path: &Path, lender_id: &str) -> Result<IngestReport, CliError> {
+    let config = Config::load(config_path)?;
+    let lender = config
+        .lender(lender_id)
+        .cloned()
+        .ok_or_else(|| CliError::Message(format!("no lender {lender_id:?} in the config")))?;
+    let store = store::open(&config.store.url).await?;
+    let lenders = Arc::new(Lenders::from_config(&config)?);
+    let ingestor = Ingestor::new(store, lenders, None, config.id_policy());
+    let client = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .user_agent(concat!("gjeldsbro/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| CliError::Message(format!("cannot build the HTTP client: {e}")))?;
+    let settings = crate::ingest::pull::PullSettings::default();
+    Ok(ingestor
+        .pull(
+            &client,
+            lender_id,
+            &lender.base_url,
+            &lender.org_no,
+            &settings,
+        )
+        .await?)
+}
+
 /// Arguments of `gjeldsbro dev-token`.
 #[derive(Debug, Clone)]
 pub struct DevTokenArgs {

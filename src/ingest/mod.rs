@@ -5,6 +5,7 @@
 //! recorded (lender, time, rule, position; never a national id).
 
 pub mod parse;
+pub mod pull;
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -26,10 +27,23 @@ pub enum IngestError {
     Rejected(Rejection),
     #[error("cannot read the delivery: {0}")]
     Read(String),
+    /// Fetching a pulled page failed (transport, status); the lender's data was
+    /// not judged.
+    #[error("cannot fetch the delivery: {0}")]
+    Fetch(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Index(#[from] IndexError),
+}
+
+/// Why a document producer stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadFailure {
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    #[error("{0}")]
+    Fetch(String),
 }
 
 /// An accepted delivery.
@@ -81,8 +95,8 @@ impl Ingestor {
         locks.entry(lender_id.to_owned()).or_default().clone()
     }
 
-    /// Loads a full dataset for `lender_id` from `reader` (read on a blocking
-    /// thread). `kind` is `file` or `pull`; `source` names it in the records.
+    /// Loads a full dataset for `lender_id` from one document in `reader` (read on a
+    /// blocking thread). `kind` is `file` or `pull`; `source` names it in the records.
     pub async fn load_dataset<R: Read + Send + 'static>(
         &self,
         lender_id: &str,
@@ -91,6 +105,34 @@ impl Ingestor {
         source: &str,
         require_provider: bool,
     ) -> Result<IngestReport, IngestError> {
+        self.load_with(
+            lender_id,
+            kind,
+            source,
+            require_provider,
+            move |parser, sink| {
+                parser.parse_document(reader, sink).map(|_| ())?;
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    /// Loads a full dataset whose documents `produce` feeds to the parser, on a
+    /// blocking thread (it may block on I/O, e.g. the pages of a pull).
+    pub async fn load_with<F>(
+        &self,
+        lender_id: &str,
+        kind: &str,
+        source: &str,
+        require_provider: bool,
+        produce: F,
+    ) -> Result<IngestReport, IngestError>
+    where
+        F: FnOnce(&mut parse::DatasetParser, &mut dyn parse::RowSink) -> Result<(), LoadFailure>
+            + Send
+            + 'static,
+    {
         let lender = self
             .lenders
             .idx_of(lender_id)
@@ -105,7 +147,9 @@ impl Ingestor {
         let policy = self.policy;
         let parser = tokio::task::spawn_blocking(move || {
             let mut sink = ChannelSink(tx);
-            parse::parse_dataset(reader, &org_no, policy, require_provider, &mut sink)
+            let mut parser = parse::DatasetParser::new(&org_no, policy, require_provider);
+            produce(&mut parser, &mut sink)?;
+            Ok::<_, LoadFailure>(parser.finish()?)
         });
         let mut write_error = None;
         while let Some(rows) = rx.recv().await {
@@ -123,10 +167,13 @@ impl Ingestor {
         let at = crate::time::now_rfc3339();
         let outcome = match (write_error, parsed) {
             (Some(e), _) => Err(IngestError::Store(e)),
-            (None, Err(ParseError::Aborted)) => {
+            (None, Err(LoadFailure::Parse(ParseError::Aborted))) => {
                 Err(IngestError::Read("the load was aborted".into()))
             }
-            (None, Err(ParseError::Rejected(r))) => Err(IngestError::Rejected(r)),
+            (None, Err(LoadFailure::Parse(ParseError::Rejected(r)))) => {
+                Err(IngestError::Rejected(r))
+            }
+            (None, Err(LoadFailure::Fetch(msg))) => Err(IngestError::Fetch(msg)),
             (None, Ok(summary)) => Ok(summary),
         };
         let summary = match outcome {
@@ -141,6 +188,7 @@ impl Ingestor {
                         Some(r.position as i64),
                         r.detail.clone(),
                     ),
+                    IngestError::Fetch(msg) => (Some("fetch_failed".to_owned()), None, msg.clone()),
                     other => (Some("load_failed".to_owned()), None, other.to_string()),
                 };
                 let record = DeliveryRecord {

@@ -120,32 +120,77 @@ impl State<'_> {
     }
 }
 
-/// Parses a getalldata document from `reader`, validating every rule, handing open
-/// loans to `sink` in batches. `require_provider` demands a `providerID` of
-/// `9908:<org_no>` (pulls and pushes); files may omit it.
-pub fn parse_dataset(
-    reader: impl Read,
-    org_no: &str,
+/// Validates one delivery made of one or more getalldata documents (the pages of
+/// a pull). Duplicate detection spans all documents, so a customer split across
+/// pages is rejected as a duplicate.
+pub struct DatasetParser {
+    org_no: String,
     policy: IdPolicy,
     require_provider: bool,
-    sink: &mut dyn RowSink,
-) -> Result<ParseSummary, ParseError> {
-    let mut state = State {
-        org_no,
-        policy,
-        sink,
-        batch: Vec::with_capacity(BATCH_ROWS),
-        seen: Vec::new(),
-        summary: ParseSummary::default(),
-        provider_seen: false,
-        failure: None,
-        require_provider,
-    };
+    seen: Vec<(u64, u32)>,
+    summary: ParseSummary,
+}
+
+impl DatasetParser {
+    /// `require_provider` demands a `providerID` of `9908:<org_no>` in every
+    /// document (pulls and pushes); files may omit it.
+    pub fn new(org_no: &str, policy: IdPolicy, require_provider: bool) -> Self {
+        DatasetParser {
+            org_no: org_no.to_owned(),
+            policy,
+            require_provider,
+            seen: Vec::new(),
+            summary: ParseSummary::default(),
+        }
+    }
+
+    /// Customers read so far, over all documents.
+    pub fn customers(&self) -> u64 {
+        self.summary.customers
+    }
+
+    /// Parses one document from `reader`, handing open loans to `sink` in batches.
+    /// Returns the number of customers in this document.
+    pub fn parse_document(
+        &mut self,
+        reader: impl Read,
+        sink: &mut dyn RowSink,
+    ) -> Result<u64, ParseError> {
+        let before = self.summary.customers;
+        let mut state = State {
+            org_no: &self.org_no,
+            policy: self.policy,
+            sink,
+            batch: Vec::with_capacity(BATCH_ROWS),
+            seen: std::mem::take(&mut self.seen),
+            summary: std::mem::take(&mut self.summary),
+            provider_seen: false,
+            failure: None,
+            require_provider: self.require_provider,
+        };
+        let result = run_document(&mut state, reader);
+        self.seen = std::mem::take(&mut state.seen);
+        self.summary = std::mem::take(&mut state.summary);
+        result?;
+        Ok(self.summary.customers - before)
+    }
+
+    /// Ends the delivery: checks duplicates across all documents.
+    pub fn finish(mut self) -> Result<ParseSummary, ParseError> {
+        check_duplicates(&mut self.seen)?;
+        let mut summary = self.summary;
+        summary.persons.sort_unstable();
+        summary.persons.dedup();
+        Ok(summary)
+    }
+}
+
+fn run_document(state: &mut State<'_>, reader: impl Read) -> Result<(), ParseError> {
     let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(
         256 * 1024,
         reader,
     ));
-    let parsed = Document { state: &mut state }
+    let parsed = Document { state: &mut *state }
         .deserialize(&mut de)
         .and_then(|()| de.end());
     if let Some(failure) = state.failure.take() {
@@ -157,12 +202,20 @@ pub fn parse_dataset(
     if state.require_provider && !state.provider_seen {
         return Err(state.reject("wrong_provider", "providerID is missing"));
     }
-    state.flush()?;
-    check_duplicates(&mut state.seen)?;
-    let mut summary = std::mem::take(&mut state.summary);
-    summary.persons.sort_unstable();
-    summary.persons.dedup();
-    Ok(summary)
+    state.flush()
+}
+
+/// Parses a single-document delivery (a file): see [`DatasetParser`].
+pub fn parse_dataset(
+    reader: impl Read,
+    org_no: &str,
+    policy: IdPolicy,
+    require_provider: bool,
+    sink: &mut dyn RowSink,
+) -> Result<ParseSummary, ParseError> {
+    let mut parser = DatasetParser::new(org_no, policy, require_provider);
+    parser.parse_document(reader, sink)?;
+    parser.finish()
 }
 
 fn check_duplicates(seen: &mut [(u64, u32)]) -> Result<(), ParseError> {
@@ -365,6 +418,28 @@ mod tests {
         assert_eq!(rule_of(run(&provider)), ("wrong_provider", 0));
         assert_eq!(rule_of(run(b"{\"customers\": [")).0, "malformed_json");
         assert_eq!(rule_of(run(b"[]")).0, "malformed_json");
+    }
+
+    #[test]
+    fn a_customer_split_across_pages_is_a_duplicate() {
+        let a = id(1);
+        let b = id(100);
+        let mut sink = Collect(Vec::new());
+        let mut parser = DatasetParser::new("920000001", IdPolicy::SYNTHETIC_OK, true);
+        let page0 = doc(&[
+            customer(&a, serde_json::json!([card(1)])),
+            customer(&b, serde_json::json!([])),
+        ]);
+        let page1 = doc(&[customer(&a, serde_json::json!([card(2)]))]);
+        assert_eq!(parser.parse_document(&page0[..], &mut sink).unwrap(), 2);
+        assert_eq!(parser.parse_document(&page1[..], &mut sink).unwrap(), 1);
+        assert_eq!(parser.customers(), 3);
+        match parser.finish() {
+            Err(ParseError::Rejected(r)) => {
+                assert_eq!((r.rule, r.position), ("duplicate_customer", 2))
+            }
+            other => panic!("expected a duplicate, got {:?}", other.map(|s| s.customers)),
+        }
     }
 
     #[test]
