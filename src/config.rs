@@ -41,6 +41,9 @@ pub struct Config {
     /// Largest accepted request body, in bytes (default 1 MiB).
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Largest accepted intraday push body, in bytes (default 16 MiB).
+    #[serde(default = "default_max_push_bytes")]
+    pub max_push_bytes: usize,
     /// Largest accepted lender answer to one customer query, in bytes (default 1 MiB).
     #[serde(default = "default_max_lender_answer_bytes")]
     pub max_lender_answer_bytes: usize,
@@ -112,6 +115,9 @@ pub struct LenderConfig {
 
 fn default_max_body_bytes() -> usize {
     1024 * 1024
+}
+fn default_max_push_bytes() -> usize {
+    16 * 1024 * 1024
 }
 fn default_max_lender_answer_bytes() -> usize {
     1024 * 1024
@@ -195,7 +201,8 @@ impl Config {
                 )));
             }
         }
-        if self.max_body_bytes == 0 || self.max_lender_answer_bytes == 0 {
+        if self.max_body_bytes == 0 || self.max_lender_answer_bytes == 0 || self.max_push_bytes == 0
+        {
             return Err(ConfigError::Invalid("size limits must be > 0".into()));
         }
         Ok(())

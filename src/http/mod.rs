@@ -2,6 +2,7 @@
 //! authenticate, validate and translate; the work happens in the layers below,
 //! which know nothing of HTTP.
 
+mod delivery;
 pub mod error;
 mod ops;
 mod search;
@@ -25,6 +26,10 @@ pub use search::SCOPE_SEARCH;
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/api/rest/v2/debt/search", post(search::handler))
+        .route(
+            "/debt-information/v1/loans",
+            post(delivery::push).layer(DefaultBodyLimit::max(state.config.max_push_bytes)),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

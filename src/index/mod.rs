@@ -102,22 +102,34 @@ impl IndexSnapshot {
         lender: LenderIdx,
         holds: bool,
     ) -> Result<IndexSnapshot, IndexError> {
+        self.with_changes(lender, &[(nin, holds)])
+    }
+
+    /// A new snapshot with several persons' holdings at `lender` changed. The table
+    /// is copied once per call, so callers batch the changes of one delivery.
+    pub fn with_changes(
+        &self,
+        lender: LenderIdx,
+        changes: &[(NationalId, bool)],
+    ) -> Result<IndexSnapshot, IndexError> {
         let mut next = self.clone();
-        let mut set: Vec<LenderIdx> = next.lenders_of(nin).to_vec();
-        match (set.binary_search(&lender), holds) {
-            (Ok(_), true) | (Err(_), false) => return Ok(next),
-            (Err(pos), true) => set.insert(pos, lender),
-            (Ok(pos), false) => {
-                set.remove(pos);
+        for &(nin, holds) in changes {
+            let mut set: Vec<LenderIdx> = next.lenders_of(nin).to_vec();
+            let was_held = !set.is_empty();
+            match (set.binary_search(&lender), holds) {
+                (Ok(_), true) | (Err(_), false) => continue,
+                (Err(pos), true) => set.insert(pos, lender),
+                (Ok(pos), false) => {
+                    set.remove(pos);
+                }
             }
-        }
-        let was_held = !next.lenders_of(nin).is_empty();
-        let id = next.pool.intern(&set).ok_or(IndexError::TooManySets)?;
-        next.table.insert(nin.as_u64(), id);
-        match (was_held, set.is_empty()) {
-            (false, false) => next.persons += 1,
-            (true, true) => next.persons -= 1,
-            _ => {}
+            let id = next.pool.intern(&set).ok_or(IndexError::TooManySets)?;
+            next.table.insert(nin.as_u64(), id);
+            match (was_held, set.is_empty()) {
+                (false, false) => next.persons += 1,
+                (true, true) => next.persons -= 1,
+                _ => {}
+            }
         }
         Ok(next)
     }

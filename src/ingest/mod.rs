@@ -6,6 +6,7 @@
 
 pub mod parse;
 pub mod pull;
+pub mod push;
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -23,6 +24,9 @@ pub use parse::{ParseError, ParseSummary, Rejection};
 pub enum IngestError {
     #[error("unknown lender {0:?}")]
     UnknownLender(String),
+    /// The caller may not deliver this data (another organisation's).
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
     #[error("delivery rejected: {0}")]
     Rejected(Rejection),
     #[error("cannot read the delivery: {0}")]

@@ -61,6 +61,7 @@ struct State<'s> {
     provider_seen: bool,
     failure: Option<ParseError>,
     require_provider: bool,
+    include_closed: bool,
 }
 
 impl State<'_> {
@@ -91,6 +92,8 @@ impl State<'_> {
             if !loan.is_closed() {
                 open = true;
                 self.summary.open_loans += 1;
+            }
+            if self.include_closed || !loan.is_closed() {
                 self.batch.push(SnapshotRow {
                     nin,
                     loan: loan.canonical(),
@@ -127,6 +130,7 @@ pub struct DatasetParser {
     org_no: String,
     policy: IdPolicy,
     require_provider: bool,
+    include_closed: bool,
     seen: Vec<(u64, u32)>,
     summary: ParseSummary,
 }
@@ -139,9 +143,17 @@ impl DatasetParser {
             org_no: org_no.to_owned(),
             policy,
             require_provider,
+            include_closed: false,
             seen: Vec::new(),
             summary: ParseSummary::default(),
         }
+    }
+
+    /// Hands closed loans to the sink too (pushes: a closed loan removes the
+    /// stored one).
+    pub fn including_closed(mut self) -> Self {
+        self.include_closed = true;
+        self
     }
 
     /// Customers read so far, over all documents.
@@ -167,6 +179,7 @@ impl DatasetParser {
             provider_seen: false,
             failure: None,
             require_provider: self.require_provider,
+            include_closed: self.include_closed,
         };
         let result = run_document(&mut state, reader);
         self.seen = std::mem::take(&mut state.seen);

@@ -110,6 +110,16 @@ pub trait Store: Send + Sync + 'static {
     /// The persons of one lender's current dataset, sorted and unique.
     fn persons_of<'a>(&'a self, lender_id: &'a str) -> StoreFuture<'a, Vec<u64>>;
 
+    /// Applies an intraday push in one transaction: each open loan is inserted or
+    /// replaces the stored loan with the same `accountID`; each closed loan removes
+    /// it. Loans not named are untouched. Returns, for every person touched,
+    /// whether the lender still holds an open loan for them afterwards.
+    fn apply_push<'a>(
+        &'a self,
+        lender_id: &'a str,
+        rows: &'a [SnapshotRow],
+    ) -> StoreFuture<'a, Vec<(NationalId, bool)>>;
+
     /// The datasets in force.
     fn datasets(&self) -> StoreFuture<'_, Vec<DatasetInfo>>;
 

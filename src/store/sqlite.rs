@@ -152,6 +152,101 @@ impl Store for SqliteStore {
         .boxed()
     }
 
+    fn apply_push<'a>(
+        &'a self,
+        lender_id: &'a str,
+        rows: &'a [SnapshotRow],
+    ) -> StoreFuture<'a, Vec<(NationalId, bool)>> {
+        async move {
+            let mut conn = self.pool.acquire().await?;
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+            let result: Result<Vec<(NationalId, bool)>, StoreError> = async {
+                // A lender that has never delivered a dataset gets an empty one to
+                // attach its pushed loans to.
+                let generation: Option<i64> =
+                    sqlx::query_scalar("SELECT generation FROM datasets WHERE lender_id = ?")
+                        .bind(lender_id.to_owned())
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                let generation = match generation {
+                    Some(g) => g,
+                    None => {
+                        let g: i64 = sqlx::query_scalar(
+                            "UPDATE counters SET value = value + 1 WHERE name = 'generation' RETURNING value",
+                        )
+                        .fetch_one(&mut *conn)
+                        .await?;
+                        sqlx::query(
+                            "INSERT INTO datasets (lender_id, generation, loaded_at, source, customers, loans) \
+                             VALUES (?, ?, ?, 'push', 0, 0)",
+                        )
+                        .bind(lender_id.to_owned())
+                        .bind(g)
+                        .bind(crate::time::now_rfc3339())
+                        .execute(&mut *conn)
+                        .await?;
+                        g
+                    }
+                };
+                let mut touched: Vec<NationalId> = Vec::new();
+                for row in rows {
+                    let account = row.loan.account_id.clone().unwrap_or_default();
+                    sqlx::query(
+                        "DELETE FROM snapshot_loans WHERE lender_id = ? AND generation = ? AND nin = ? AND account_id = ?",
+                    )
+                    .bind(lender_id.to_owned())
+                    .bind(generation)
+                    .bind(key(row.nin))
+                    .bind(account.clone())
+                    .execute(&mut *conn)
+                    .await?;
+                    if !row.loan.is_closed() {
+                        let json = serde_json::to_string(&row.loan)
+                            .map_err(|e| StoreError::Query(format!("cannot encode loan: {e}")))?;
+                        sqlx::query(
+                            "INSERT INTO snapshot_loans (lender_id, generation, nin, account_id, loan) VALUES (?, ?, ?, ?, ?)",
+                        )
+                        .bind(lender_id.to_owned())
+                        .bind(generation)
+                        .bind(key(row.nin))
+                        .bind(account)
+                        .bind(json)
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                    if !touched.contains(&row.nin) {
+                        touched.push(row.nin);
+                    }
+                }
+                let mut holds = Vec::with_capacity(touched.len());
+                for nin in touched {
+                    let n: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM snapshot_loans WHERE lender_id = ? AND generation = ? AND nin = ?",
+                    )
+                    .bind(lender_id.to_owned())
+                    .bind(generation)
+                    .bind(key(nin))
+                    .fetch_one(&mut *conn)
+                    .await?;
+                    holds.push((nin, n > 0));
+                }
+                Ok(holds)
+            }
+            .await;
+            match result {
+                Ok(holds) => {
+                    sqlx::query("COMMIT").execute(&mut *conn).await?;
+                    Ok(holds)
+                }
+                Err(e) => {
+                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                    Err(e)
+                }
+            }
+        }
+        .boxed()
+    }
+
     fn datasets(&self) -> StoreFuture<'_, Vec<DatasetInfo>> {
         async move {
             let rows = sqlx::query(
