@@ -24,6 +24,7 @@ pub struct Metrics {
     pub fan_out: HistogramVec,
     pub index_persons: IntGauge,
     pub disclosure_failures: IntCounterVec,
+    pub deliveries: IntCounterVec,
     pub build_info: IntGaugeVec,
 }
 
@@ -91,6 +92,14 @@ impl Metrics {
             &["purpose"],
         )
         .expect("valid metric");
+        let deliveries = IntCounterVec::new(
+            Opts::new(
+                "gjeldsbro_deliveries_total",
+                "Lender deliveries by kind and result",
+            ),
+            &["lender", "kind", "result"],
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new("gjeldsbro_build_info", "Build information"),
             &["version"],
@@ -108,6 +117,7 @@ impl Metrics {
             Box::new(fan_out.clone()),
             Box::new(index_persons.clone()),
             Box::new(disclosure_failures.clone()),
+            Box::new(deliveries.clone()),
             Box::new(build_info.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -122,6 +132,7 @@ impl Metrics {
             fan_out,
             index_persons,
             disclosure_failures,
+            deliveries,
             build_info,
         }
     }

@@ -59,7 +59,8 @@ async fn start() -> Broker {
     let mut text = format!(
         "listen = \"127.0.0.1:0\"\naccept_synthetic_ids = true\n[store]\nurl = \"sqlite://{}\"\n\
          [auth]\nissuer = \"{ISS}\"\naudience = \"{AUD}\"\njwks_file = \"{jwks}\"\n\
-         [[clients]]\norg_no = \"910000001\"\nname = \"Bank\"\nroles = [\"financial_institution\"]\n",
+         [[clients]]\norg_no = \"910000001\"\nname = \"Bank\"\nroles = [\"financial_institution\"]\n\
+         [[clients]]\norg_no = \"910000009\"\nname = \"Drift\"\nroles = [\"operator\"]\n",
         dir.path().join("b.db").display()
     );
     for (i, l) in lenders.iter().enumerate() {

@@ -30,6 +30,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/debt-information/v1/loans",
             post(delivery::push).layer(DefaultBodyLimit::max(state.config.max_push_bytes)),
         )
+        .route("/admin/deliveries", get(ops::deliveries))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

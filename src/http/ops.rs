@@ -32,6 +32,39 @@ pub async fn readyz(State(app): State<Arc<AppState>>) -> Response {
     (status, body).into_response()
 }
 
+#[derive(serde::Deserialize)]
+pub struct DeliveriesQuery {
+    limit: Option<u32>,
+}
+
+/// `GET /admin/deliveries?limit=N` (role `operator`): the latest deliveries,
+/// accepted and rejected, with the rule and position of a rejection.
+pub async fn deliveries(
+    State(app): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    query: Result<axum::extract::Query<DeliveriesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, super::ApiError> {
+    let caller = super::authenticate(&app, &headers)?;
+    if !caller.has_role(crate::config::Role::Operator) {
+        return Err(super::ApiError::forbidden("operators only"));
+    }
+    let limit = query
+        .map_err(|_| super::ApiError::bad_request("limit must be a whole number"))?
+        .0
+        .limit
+        .unwrap_or(100)
+        .clamp(1, 1000);
+    match app.lookup.store.deliveries(limit).await {
+        Ok(list) => Ok(super::json_response(
+            &serde_json::json!({ "deliveries": list }),
+        )),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read deliveries");
+            Err(super::ApiError::unavailable("the store is unavailable"))
+        }
+    }
+}
+
 pub async fn metrics(State(app): State<Arc<AppState>>) -> Response {
     app.metrics
         .index_persons

@@ -67,6 +67,7 @@ pub struct Ingestor {
     index: Option<Arc<Index>>,
     policy: IdPolicy,
     locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 struct ChannelSink(mpsc::Sender<Vec<SnapshotRow>>);
@@ -91,6 +92,22 @@ impl Ingestor {
             index,
             policy,
             locks: Default::default(),
+            metrics: None,
+        }
+    }
+
+    /// Counts deliveries in `metrics` too.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count(&self, lender_id: &str, kind: &str, accepted: bool) {
+        if let Some(m) = &self.metrics {
+            let result = if accepted { "accepted" } else { "rejected" };
+            m.deliveries
+                .with_label_values(&[lender_id, kind, result])
+                .inc();
         }
     }
 
@@ -206,6 +223,7 @@ impl Ingestor {
                     customers: 0,
                     loans: 0,
                 };
+                self.count(lender_id, kind, false);
                 if let Err(store_err) = self.store.record_delivery(&record).await {
                     tracing::error!(lender = lender_id, error = %store_err, "could not record a rejected delivery");
                 }
@@ -243,6 +261,7 @@ impl Ingestor {
                 loans: summary.loans,
             })
             .await?;
+        self.count(lender_id, kind, true);
         tracing::info!(
             lender = lender_id,
             kind,

@@ -92,6 +92,7 @@ impl Ingestor {
         customers: u64,
         loans: u64,
     ) {
+        self.count(lender_id, "push", accepted);
         let record = DeliveryRecord {
             lender_id: lender_id.to_owned(),
             at: crate::time::now_rfc3339(),

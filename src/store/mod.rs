@@ -68,7 +68,7 @@ pub struct DatasetInfo {
 }
 
 /// A delivery's outcome, accepted or rejected. Holds no national id.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct DeliveryRecord {
     pub lender_id: String,
     pub at: String,
@@ -122,6 +122,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The datasets in force.
     fn datasets(&self) -> StoreFuture<'_, Vec<DatasetInfo>>;
+
+    /// The latest delivery records, newest first.
+    fn deliveries(&self, limit: u32) -> StoreFuture<'_, Vec<DeliveryRecord>>;
 
     /// Records a delivery's outcome.
     fn record_delivery<'a>(&'a self, record: &'a DeliveryRecord) -> StoreFuture<'a, ()>;

@@ -270,6 +270,34 @@ impl Store for SqliteStore {
         .boxed()
     }
 
+    fn deliveries(&self, limit: u32) -> StoreFuture<'_, Vec<DeliveryRecord>> {
+        async move {
+            let rows = sqlx::query(
+                "SELECT lender_id, at, kind, accepted, rule, position, detail, customers, loans \
+                 FROM deliveries ORDER BY id DESC LIMIT ?",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(DeliveryRecord {
+                        lender_id: r.try_get(0)?,
+                        at: r.try_get(1)?,
+                        kind: r.try_get(2)?,
+                        accepted: r.try_get(3)?,
+                        rule: r.try_get(4)?,
+                        position: r.try_get(5)?,
+                        detail: r.try_get(6)?,
+                        customers: r.try_get::<i64, _>(7)? as u64,
+                        loans: r.try_get::<i64, _>(8)? as u64,
+                    })
+                })
+                .collect()
+        }
+        .boxed()
+    }
+
     fn record_delivery<'a>(&'a self, d: &'a DeliveryRecord) -> StoreFuture<'a, ()> {
         async move {
             sqlx::query(
