@@ -50,7 +50,7 @@ pub struct AppState {
     pub auth: Authenticator,
     pub lookup: Lookup,
     pub disclosures: DisclosureLog,
-    pub ingestor: Ingestor,
+    pub ingestor: Arc<Ingestor>,
     pub metrics: Arc<Metrics>,
     pub hasher: NinHasher,
     pub index_loaded: AtomicBool,
@@ -79,11 +79,14 @@ impl AppState {
         let metrics = Arc::new(Metrics::new());
         let hasher = NinHasher::new(config.log_hash_key.as_deref())?;
         let disclosures = DisclosureLog::start(store.clone());
-        let ingestor = Ingestor::new(
-            store.clone(),
-            lenders.clone(),
-            Some(index.clone()),
-            config.id_policy(),
+        let ingestor = Arc::new(
+            Ingestor::new(
+                store.clone(),
+                lenders.clone(),
+                Some(index.clone()),
+                config.id_policy(),
+            )
+            .with_metrics(metrics.clone()),
         );
         Ok(Arc::new(AppState {
             auth,
@@ -125,6 +128,12 @@ pub async fn serve(
         state.lookup.lenders.clone(),
         state.lookup.index.clone(),
         DATASET_POLL,
+        stop_rx.clone(),
+    ));
+    tokio::spawn(crate::ingest::schedule::run_scheduled_pulls(
+        state.ingestor.clone(),
+        state.lookup.lenders.clone(),
+        crate::ingest::pull::PullSettings::default(),
         stop_rx,
     ));
     let app = crate::http::router(state.clone());

@@ -111,6 +111,10 @@ pub struct LenderConfig {
     /// Concurrent calls at most.
     #[serde(default)]
     pub max_in_flight: Option<u32>,
+    /// When to pull the daily dataset, `HH:MM` Europe/Oslo time (never before
+    /// 05:00 UTC). Without it the broker does not pull this lender on its own.
+    #[serde(default)]
+    pub pull_at: Option<String>,
 }
 
 fn default_max_body_bytes() -> usize {
@@ -176,6 +180,14 @@ impl Config {
             if !is_org_no(&l.org_no) {
                 return Err(ConfigError::Invalid(format!(
                     "lender {:?}: org_no must be 9 digits",
+                    l.id
+                )));
+            }
+            if let Some(t) = &l.pull_at
+                && crate::ingest::schedule::parse_hhmm(t).is_none()
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "lender {:?}: pull_at must be HH:MM",
                     l.id
                 )));
             }

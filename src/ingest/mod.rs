@@ -7,6 +7,7 @@
 pub mod parse;
 pub mod pull;
 pub mod push;
+pub mod schedule;
 
 use std::collections::HashMap;
 use std::io::Read;

@@ -34,6 +34,12 @@ pub struct Lender {
     /// The creditorName shown where names may be shown.
     pub name: String,
     pub timeout: Duration,
+    pub base_url: String,
+    /// The lender's pooled HTTP client, shared by its adapter and its daily pull
+    /// (one TLS setup per lender).
+    pub client: reqwest::Client,
+    /// The daily pull's time of day (Europe/Oslo), if scheduled.
+    pub pull_at: Option<jiff::civil::Time>,
     pub adapter: Arc<dyn LenderAdapter>,
     /// Bounds calls in flight; a call that cannot get a permit at once goes to the
     /// snapshot instead of queueing behind a slow lender.
@@ -57,13 +63,20 @@ impl Lenders {
         }
         let mut list = Vec::with_capacity(config.lenders.len());
         for (i, lc) in config.lenders.iter().enumerate() {
-            let adapter = build_adapter(lc, config.max_lender_answer_bytes)?;
+            let client = build_client(lc)?;
+            let adapter = build_adapter(lc, client.clone(), config.max_lender_answer_bytes)?;
             list.push(Lender {
                 idx: i as LenderIdx,
                 id: lc.id.clone(),
                 org_no: lc.org_no.clone(),
                 name: lc.name.clone(),
                 timeout: Duration::from_millis(lc.timeout_ms),
+                base_url: lc.base_url.clone(),
+                client,
+                pull_at: lc
+                    .pull_at
+                    .as_deref()
+                    .and_then(crate::ingest::schedule::parse_hhmm),
                 adapter,
                 in_flight: Semaphore::new(
                     lc.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT).max(1) as usize
@@ -109,25 +122,36 @@ impl Lenders {
     }
 }
 
+fn build_client(lc: &LenderConfig) -> Result<reqwest::Client, LenderSetupError> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(lc.timeout_ms.clamp(100, 2_000)))
+        .pool_max_idle_per_host(lc.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT) as usize)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .user_agent(concat!("gjeldsbro/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| LenderSetupError::Client {
+            id: lc.id.clone(),
+            message: gjeldsbro_adapter::scrub(&e.to_string()),
+        })
+}
+
 fn build_adapter(
     lc: &LenderConfig,
+    client: reqwest::Client,
     max_answer_bytes: usize,
 ) -> Result<Arc<dyn LenderAdapter>, LenderSetupError> {
     match lc.adapter.as_str() {
-        "api-debt-fi" => {
-            let adapter = ApiDebtFi::new(ApiDebtFiConfig {
+        "api-debt-fi" => Ok(Arc::new(ApiDebtFi::with_client(
+            client,
+            ApiDebtFiConfig {
                 base_url: lc.base_url.clone(),
                 org_no: lc.org_no.clone(),
                 max_answer_bytes,
                 connect_timeout: Duration::from_millis(lc.timeout_ms.min(2_000)),
                 pool_max_idle: lc.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT) as usize,
-            })
-            .map_err(|e| LenderSetupError::Client {
-                id: lc.id.clone(),
-                message: e.to_string(),
-            })?;
-            Ok(Arc::new(adapter))
-        }
+            },
+        ))),
         other => Err(LenderSetupError::UnknownAdapter {
             id: lc.id.clone(),
             adapter: other.to_owned(),
