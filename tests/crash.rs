@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use gjeldsbro::app::AppState;
 use gjeldsbro::config::Config;
 use gjeldsbro::nin::{IdPolicy, NationalId};
-use gjeldsbro::store::{self, Store};
+use gjeldsbro::store;
 use gjeldsbro_loadtest::population::{LenderSpec, generate};
 use sqlx::Row;
 
