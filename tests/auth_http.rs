@@ -99,6 +99,14 @@ async fn bad_tokens_are_401_with_the_error_json() {
     no_consumer.as_object_mut().unwrap().remove("consumer");
     let mut not_yet = claims(FI);
     not_yet["nbf"] = json!(now() + 3600);
+    let mut no_exp = claims(FI);
+    no_exp.as_object_mut().unwrap().remove("exp");
+    let no_kid = jsonwebtoken::encode(
+        &Header::new(Algorithm::ES256),
+        &claims(FI),
+        &EncodingKey::from_ec_pem(&dev_key).unwrap(),
+    )
+    .unwrap();
     let mut bad_consumer = claims(FI);
     bad_consumer["consumer"]["ID"] = json!("0192:12345");
     let hs256_with_public_key = {
@@ -113,15 +121,17 @@ async fn bad_tokens_are_401_with_the_error_json() {
     };
     let good = common::fi_token();
     let mut parts: Vec<&str> = good.split('.').collect();
-    let tampered_payload =
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(BUREAU)).unwrap());
+    let tampered_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(BUREAU)).unwrap());
     parts[1] = &tampered_payload;
     let tampered = parts.join(".");
 
     let cases: Vec<(&str, Option<String>)> = vec![
         ("no token", None),
         ("expired", Some(sign_es256(&dev_key, DEV_KID, &expired))),
-        ("not yet valid", Some(sign_es256(&dev_key, DEV_KID, &not_yet))),
+        (
+            "not yet valid",
+            Some(sign_es256(&dev_key, DEV_KID, &not_yet)),
+        ),
         (
             "wrong issuer",
             Some(mint_with("https://evil.example", AUDIENCE, fi_claims())),
@@ -162,6 +172,8 @@ async fn bad_tokens_are_401_with_the_error_json() {
             Some(sign_es256(&dev_key, DEV_KID, &bad_consumer)),
         ),
         ("tampered payload", Some(tampered)),
+        ("no exp", Some(sign_es256(&dev_key, DEV_KID, &no_exp))),
+        ("no kid", Some(no_kid)),
         ("garbage", Some("not-a-jwt".into())),
     ];
     for (what, tok) in &cases {
@@ -215,7 +227,10 @@ async fn roles_scopes_and_bureaus() {
             "FI with other scopes",
             token(FI, &["debt.unsecured.processing", "consent.create"]),
         ),
-        ("bureau without scope", token(BUREAU, &["debt.unsecured.presentation"])),
+        (
+            "bureau without scope",
+            token(BUREAU, &["debt.unsecured.presentation"]),
+        ),
     ] {
         let r = b.search_as(&tok, &plain).await;
         let v = r.assert_error(403);
@@ -244,7 +259,11 @@ async fn roles_scopes_and_bureaus() {
         )
         .await;
     r.assert_error(403);
-    assert_eq!(fx.total_customer_calls(), 0, "a refused search reached a lender");
+    assert_eq!(
+        fx.total_customer_calls(),
+        0,
+        "a refused search reached a lender"
+    );
 
     // Credit bureau: needs onBehalfOfOrganization of a known FI.
     let bureau = token(BUREAU, &["debt.search"]);
@@ -265,7 +284,11 @@ async fn roles_scopes_and_bureaus() {
         )
         .await;
     r.assert_error(400);
-    assert_eq!(fx.total_customer_calls(), 0, "a refused search reached a lender");
+    assert_eq!(
+        fx.total_customer_calls(),
+        0,
+        "a refused search reached a lender"
+    );
     let r = b
         .search_as(
             &bureau,

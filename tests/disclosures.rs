@@ -87,19 +87,28 @@ async fn each_search_is_recorded_with_who_owes_the_letter() {
     assert_eq!(r.status, 200);
     // 4. No debt: 204, still recorded (that the person has no debt was disclosed).
     let r = b
-        .search_as(&fi_token(), &json!({"ssn": without[1], "referenceID": "case-4"}))
+        .search_as(
+            &fi_token(),
+            &json!({"ssn": without[1], "referenceID": "case-4"}),
+        )
         .await;
     assert_eq!(r.status, 204);
     // Refused requests are not recorded.
-    b.search_as(&token(BUREAU, &["debt.search"]), &json!({"ssn": with[4], "referenceID": "x"}))
-        .await
-        .assert_error(400);
+    b.search_as(
+        &token(BUREAU, &["debt.search"]),
+        &json!({"ssn": with[4], "referenceID": "x"}),
+    )
+    .await
+    .assert_error(400);
     b.search_as(&fi_token(), &json!({"ssn": with[4]}))
         .await
         .assert_error(400);
-    b.search_as(&token(common::PARTNER, &["debt.search"]), &json!({"ssn": with[4], "referenceID": "x"}))
-        .await
-        .assert_error(403);
+    b.search_as(
+        &token(common::PARTNER, &["debt.search"]),
+        &json!({"ssn": with[4], "referenceID": "x"}),
+    )
+    .await
+    .assert_error(403);
 
     let recs = records(&fx).await;
     assert_eq!(recs.len(), 1 + 3 + 1 + 1, "{recs:#?}");
@@ -109,7 +118,11 @@ async fn each_search_is_recorded_with_who_owes_the_letter() {
 
     let r1 = &recs[0];
     assert_eq!(
-        (r1.nin.as_str(), r1.recipient_org.as_str(), r1.on_behalf_of.as_deref()),
+        (
+            r1.nin.as_str(),
+            r1.recipient_org.as_str(),
+            r1.on_behalf_of.as_deref()
+        ),
         (with[0].as_str(), FI, None)
     );
     assert_eq!(r1.letter_owed_by, "broker");
@@ -123,7 +136,10 @@ async fn each_search_is_recorded_with_who_owes_the_letter() {
 
     let group: Vec<&Rec> = recs[1..4].iter().collect();
     let nins: Vec<&str> = group.iter().map(|r| r.nin.as_str()).collect();
-    assert_eq!(nins, vec![with[1].as_str(), with[2].as_str(), without[0].as_str()]);
+    assert_eq!(
+        nins,
+        vec![with[1].as_str(), with[2].as_str(), without[0].as_str()]
+    );
     for r in &group {
         assert_eq!(r.query_id, group[0].query_id, "one query id per answer");
         assert_eq!(r.letter_owed_by, "recipient");
@@ -157,4 +173,40 @@ async fn each_search_is_recorded_with_who_owes_the_letter() {
     for pair in recs.windows(2) {
         assert_eq!(pair[1].prev_hash, pair[0].hash, "broken hash chain");
     }
+}
+
+/// No record, no answer: when the disclosure log cannot be written, the search
+/// fails with 503 and the error JSON, and discloses nothing.
+#[tokio::test]
+async fn a_search_that_cannot_be_recorded_discloses_nothing() {
+    let fx = Fixture::new(Options::default()).await;
+    let b = fx.broker().await;
+    let p = fx.persons_with_lenders(1)[0].clone();
+    assert_eq!(b.search(&p).await.status, 200);
+
+    // Take the log table away behind the broker's back.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", fx.db_path.display()))
+        .await
+        .unwrap();
+    sqlx::query("ALTER TABLE disclosures RENAME TO disclosures_away")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let r = b.search(&p).await;
+    let v = r.assert_error(503);
+    assert_eq!(v["error"], json!("service_unavailable"));
+    let body = r.text();
+    assert!(!body.contains("loans") && !body.contains(&p), "{body}");
+    let none = fx.persons_without_debt()[0].clone();
+    b.search(&none).await.assert_error(503);
+
+    // Back in place, searches are answered and recorded again.
+    sqlx::query("ALTER TABLE disclosures_away RENAME TO disclosures")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    assert_eq!(b.search(&p).await.status, 200);
+    let recs = records(&fx).await;
+    assert_eq!(recs.len(), 2, "only the two answered searches are recorded");
 }

@@ -47,11 +47,7 @@ async fn falls_back(fault: Option<Fault>) {
         let took = started.elapsed();
         assert_eq!(r.status, 200, "{fault:?}: {}", r.text());
         let v = r.json();
-        assert_eq!(
-            v["numberOfcreditorsMissing"],
-            json!(0),
-            "{fault:?}: {v}"
-        );
+        assert_eq!(v["numberOfcreditorsMissing"], json!(0), "{fault:?}: {v}");
         assert_eq!(
             v["numberOfCreditorsAnswered"],
             json!(fx.indexed_lenders(p).len())
@@ -190,7 +186,15 @@ async fn failing_lender_without_snapshot_counts_as_missing() {
     assert_eq!(loans.len() - 1, open_loans_elsewhere(&fx, &p));
     common::assert_canonical_order(&loans);
     // The missing entry names no creditor.
-    assert!(v["loans"].as_array().unwrap().last().unwrap().get("creditorName").is_none());
+    assert!(
+        v["loans"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .get("creditorName")
+            .is_none()
+    );
 }
 
 fn open_loans_elsewhere(fx: &Fixture, p: &str) -> usize {
@@ -205,4 +209,40 @@ fn open_loans_elsewhere(fx: &Fixture, p: &str) -> usize {
                 .count()
         })
         .sum()
+}
+
+/// The caller's maxTimeToWait bounds the wait when it is shorter than the
+/// lender's own timeout: a black hole still falls back to the snapshot in time.
+#[tokio::test]
+async fn max_time_to_wait_bounds_a_slow_lender() {
+    let fx = Fixture::new(Options {
+        timeout_ms: 10_000,
+        ..opts(vec![])
+    })
+    .await;
+    let b = fx.broker().await;
+    fx.sim(0).set_behaviour(Behaviour {
+        fault: Fault::BlackHole,
+        ..Behaviour::default()
+    });
+    let p = fx.persons_at(0)[0].clone();
+    let started = Instant::now();
+    let r = b
+        .search_as(
+            &common::fi_token(),
+            &json!({"ssn": p, "referenceID": "wait", "maxTimeToWait": 1000}),
+        )
+        .await;
+    let took = started.elapsed();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["numberOfcreditorsMissing"], json!(0));
+    assert_eq!(r.loans(), fx.expected_loans(&p));
+    assert!(
+        took >= Duration::from_millis(900),
+        "gave up early: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(1000 + MARGIN_MS),
+        "took {took:?}"
+    );
 }

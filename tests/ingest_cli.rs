@@ -101,7 +101,11 @@ async fn a_delivery_breaking_a_rule_is_rejected_whole() {
         edit(&mut list);
         json!({"providerID": original["providerID"], "customers": list})
     };
-    let mut bad_id = customers[4]["customerID"].as_str().unwrap().as_bytes().to_vec();
+    let mut bad_id = customers[4]["customerID"]
+        .as_str()
+        .unwrap()
+        .as_bytes()
+        .to_vec();
     bad_id[10] = b'0' + (bad_id[10] - b'0' + 1) % 10;
     let bad_id = String::from_utf8(bad_id).unwrap();
     let cases: Vec<(&str, u64, Value)> = vec![
@@ -130,7 +134,10 @@ async fn a_delivery_breaking_a_rule_is_rejected_whole() {
             "missing_co_borrower",
             5,
             base(&|l| {
-                l[5]["loans"][0].as_object_mut().unwrap().remove("coBorrower");
+                l[5]["loans"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("coBorrower");
             }),
         ),
     ];
@@ -160,7 +167,11 @@ async fn a_delivery_breaking_a_rule_is_rejected_whole() {
         fault: Fault::Status500,
         ..Behaviour::default()
     });
-    for p in [&first, &last, &customers[5]["customerID"].as_str().unwrap().to_owned()] {
+    for p in [
+        &first,
+        &last,
+        &customers[5]["customerID"].as_str().unwrap().to_owned(),
+    ] {
         if fx.indexed_lenders(p).is_empty() {
             continue;
         }
@@ -207,7 +218,7 @@ async fn a_good_delivery_replaces_the_snapshot_and_the_running_broker_follows() 
     let changed = list[0]["customerID"].as_str().unwrap().to_owned();
     let f = principal_field(&list[0]["loans"][0]);
     let old_amount = list[0]["loans"][0][f].as_i64().unwrap();
-    list[0]["loans"][0][f] = json!(old_amount + 777_00);
+    list[0]["loans"][0][f] = json!(old_amount + 77_700);
     // N: a new customer, in no one's data before.
     let newcomer = common::fresh_synthetic_id(&fx.pop, "120890");
     let new_loan = json!({"type": "creditFacility", "accountID": "920000001-NEW-1",
@@ -215,8 +226,10 @@ async fn a_good_delivery_replaces_the_snapshot_and_the_running_broker_follows() 
         "interestBearingBalance": 120_000, "nonInterestBearingBalance": 0,
         "nominalInterestRate": 1990, "installmentCharges": 4500,
         "installmentChargePeriod": "MONTHLY"});
-    list.push(json!({"customerID": newcomer, "financialInstitutionID": fx.specs[0].org_no,
-        "loans": [new_loan.clone()]}));
+    list.push(
+        json!({"customerID": newcomer, "financialInstitutionID": fx.specs[0].org_no,
+        "loans": [new_loan.clone()]}),
+    );
     let doc = json!({"providerID": original["providerID"], "customers": list});
     let file = write(&fx, "lender-1-new.json", &doc);
 
@@ -254,7 +267,10 @@ async fn a_good_delivery_replaces_the_snapshot_and_the_running_broker_follows() 
     want = want.canonical();
     want.account_id = None;
     assert_eq!(r.loans(), vec![serde_json::to_value(want).unwrap()]);
-    assert!(fx.sim(0).calls_for(&newcomer) >= 1, "lender 0 was not asked");
+    assert!(
+        fx.sim(0).calls_for(&newcomer) >= 1,
+        "lender 0 was not asked"
+    );
     for i in 1..fx.specs.len() {
         assert_eq!(fx.sim(i).calls_for(&newcomer), 0);
     }
@@ -270,6 +286,6 @@ async fn a_good_delivery_replaces_the_snapshot_and_the_running_broker_follows() 
     let r = b.search(&changed).await;
     assert_eq!(r.status, 200);
     let amounts: Vec<i64> = r.loans().iter().filter_map(|l| l[f].as_i64()).collect();
-    assert!(amounts.contains(&(old_amount + 777_00)), "{amounts:?}");
+    assert!(amounts.contains(&(old_amount + 77_700)), "{amounts:?}");
     assert!(!fx.expected_loans(&changed).is_empty());
 }

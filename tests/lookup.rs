@@ -60,7 +60,11 @@ async fn a_person_without_debt_gets_204_and_nobody_is_called() {
     // A valid synthetic id unknown to everyone, too.
     let fresh = common::fresh_synthetic_id(&fx.pop, "150485");
     assert_eq!(b.search(&fresh).await.status, 204);
-    assert_eq!(fx.total_customer_calls(), 0, "a lender learned of a 204 search");
+    assert_eq!(
+        fx.total_customer_calls(),
+        0,
+        "a lender learned of a 204 search"
+    );
 }
 
 #[tokio::test]
@@ -107,7 +111,10 @@ async fn co_borrowers_are_answered_alongside() {
     let v = r.json();
     assert_eq!(v["loans"], json!([]));
     assert_eq!(v["numberOfCreditorsAnswered"], json!(0));
-    assert_eq!(common::loans_of(&v["coBorrowers"][0]), fx.expected_loans(c1));
+    assert_eq!(
+        common::loans_of(&v["coBorrowers"][0]),
+        fx.expected_loans(c1)
+    );
 
     // Applicant with debt, co-borrower without: 200, the co-borrower's list empty.
     let r = b.search_as(&token, &search(a, &[&without[0]])).await;

@@ -23,7 +23,10 @@ fn forbidden_strings(fx: &Fixture) -> Vec<String> {
 
 fn assert_clean(fx: &Fixture, forbidden: &[String], r: &common::Resp, what: &str) {
     let body = r.text();
-    assert!(!body.contains("creditorName"), "{what}: creditorName in {body}");
+    assert!(
+        !body.contains("creditorName"),
+        "{what}: creditorName in {body}"
+    );
     assert!(!body.contains("accountID"), "{what}: accountID in {body}");
     for f in forbidden {
         assert!(!body.contains(f.as_str()), "{what}: {f:?} in the body");

@@ -91,7 +91,11 @@ async fn national_id_rules_reach_the_wire_as_400() {
         "co-borrower without ssn",
     )
     .await;
-    assert_eq!(fx.total_customer_calls(), 0, "an invalid search reached a lender");
+    assert_eq!(
+        fx.total_customer_calls(),
+        0,
+        "an invalid search reached a lender"
+    );
     // The valid one works.
     assert_eq!(b.search(&valid).await.status, 200);
 }
@@ -109,7 +113,10 @@ async fn synthetic_ids_are_refused_when_not_accepted() {
     let r = strict.search(&valid).await;
     let v = r.assert_error(400);
     assert!(
-        v["error_description"].as_str().unwrap().contains("synthetic"),
+        v["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("synthetic"),
         "{v}"
     );
     let r = strict
@@ -130,8 +137,18 @@ async fn request_fields_are_checked() {
     let token = fi_token();
 
     bad(&b, json!({"ssn": p}), "missing referenceID").await;
-    bad(&b, json!({"ssn": p, "referenceID": "   "}), "blank referenceID").await;
-    bad(&b, json!({"ssn": p, "referenceID": 17}), "numeric referenceID").await;
+    bad(
+        &b,
+        json!({"ssn": p, "referenceID": "   "}),
+        "blank referenceID",
+    )
+    .await;
+    bad(
+        &b,
+        json!({"ssn": p, "referenceID": 17}),
+        "numeric referenceID",
+    )
+    .await;
     bad(
         &b,
         json!({"ssn": p, "referenceID": "x".repeat(101)}),
@@ -144,7 +161,14 @@ async fn request_fields_are_checked() {
         "long message",
     )
     .await;
-    for wait in [json!(999), json!(60001), json!(0), json!(-1), json!("3000"), json!(1500.5)] {
+    for wait in [
+        json!(999),
+        json!(60001),
+        json!(0),
+        json!(-1),
+        json!("3000"),
+        json!(1500.5),
+    ] {
         bad(
             &b,
             json!({"ssn": p, "referenceID": "v", "maxTimeToWait": wait}),
@@ -197,7 +221,9 @@ async fn request_fields_are_checked() {
         b"{\"ssn\": \"x\", }",
         b"\xff\xfe",
     ] {
-        let r = b.post_raw(SEARCH_PATH, Some(&token), raw.to_vec(), &[]).await;
+        let r = b
+            .post_raw(SEARCH_PATH, Some(&token), raw.to_vec(), &[])
+            .await;
         r.assert_error(400);
     }
     // The wrong content type.
@@ -214,15 +240,52 @@ async fn request_fields_are_checked() {
     .await;
     r.assert_error(415);
     // Body over 1 MiB (with and without a token).
-    let mut big = format!("{{\"ssn\":\"{p}\",\"referenceID\":\"v\",\"messageToCustomer\":\"")
-        .into_bytes();
+    let mut big =
+        format!("{{\"ssn\":\"{p}\",\"referenceID\":\"v\",\"messageToCustomer\":\"").into_bytes();
     big.resize(1024 * 1024 + 10, b'a');
     big.extend_from_slice(b"\"}");
-    let r = b.post_raw(SEARCH_PATH, Some(&token), big.clone(), &[]).await;
+    let r = b
+        .post_raw(SEARCH_PATH, Some(&token), big.clone(), &[])
+        .await;
     r.assert_error(413);
-    let r = b.post_raw(SEARCH_PATH, None, big, &[]).await;
+    let r = b.post_raw(SEARCH_PATH, None, big.clone(), &[]).await;
     assert!(matches!(r.status, 401 | 413), "{}", r.status);
-    assert_eq!(fx.total_customer_calls(), 0, "an invalid search reached a lender");
+    // The same without a Content-Length (chunked).
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        big.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+    let r = common::Resp::from(
+        b.client
+            .post(format!("{}{SEARCH_PATH}", b.url))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    r.assert_error(413);
+    // An Authorization header that is not even text.
+    let r = common::Resp::from(
+        b.client
+            .post(format!("{}{SEARCH_PATH}", b.url))
+            .header(
+                "authorization",
+                reqwest::header::HeaderValue::from_bytes(b"Bearer \xff\xfe.a.b").unwrap(),
+            )
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&json!({"ssn": p, "referenceID": "v"})).unwrap())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    r.assert_error(401);
+    assert_eq!(
+        fx.total_customer_calls(),
+        0,
+        "an invalid search reached a lender"
+    );
 }
 
 #[tokio::test]
@@ -242,7 +305,12 @@ async fn routes_methods_and_trace_ids() {
 
     // A caller's trace id is echoed in the header and the error body.
     let r = b
-        .post_raw(SEARCH_PATH, Some(&token), b"{".to_vec(), &[("x-trace-id", "abc-123_x.y:z")])
+        .post_raw(
+            SEARCH_PATH,
+            Some(&token),
+            b"{".to_vec(),
+            &[("x-trace-id", "abc-123_x.y:z")],
+        )
         .await;
     let v = r.assert_error(400);
     assert_eq!(v["trace_id"], json!("abc-123_x.y:z"));
@@ -261,7 +329,12 @@ async fn routes_methods_and_trace_ids() {
     // A trace id holding a national id is replaced, not echoed.
     let sneaky = format!("req-{p}-1");
     let r = b
-        .post_raw(SEARCH_PATH, Some(&token), b"{".to_vec(), &[("x-trace-id", &sneaky)])
+        .post_raw(
+            SEARCH_PATH,
+            Some(&token),
+            b"{".to_vec(),
+            &[("x-trace-id", &sneaky)],
+        )
         .await;
     let v = r.assert_error(400);
     assert!(!r.text().contains(&p));

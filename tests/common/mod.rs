@@ -178,7 +178,9 @@ impl Fixture {
     }
 
     pub fn total_customer_calls(&self) -> u64 {
-        self.live_sims().map(|(_, s)| s.stats().customer_calls).sum()
+        self.live_sims()
+            .map(|(_, s)| s.stats().customer_calls)
+            .sum()
     }
 
     pub fn lender_name(i: usize) -> &'static str {
@@ -232,7 +234,9 @@ impl Fixture {
             .dir
             .path()
             .join(format!("{}.json", self.specs[lender].id));
-        self.pop.write_dataset(&self.specs[lender].id, &path).unwrap();
+        self.pop
+            .write_dataset(&self.specs[lender].id, &path)
+            .unwrap();
         path
     }
 
@@ -483,7 +487,9 @@ impl Resp {
         let obj = v.as_object().expect("error body is an object");
         for k in ["error", "error_description", "timestamp", "trace_id"] {
             assert!(
-                obj.get(k).and_then(Value::as_str).is_some_and(|s| !s.is_empty()),
+                obj.get(k)
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| !s.is_empty()),
                 "error body lacks {k}: {v}"
             );
         }
@@ -533,7 +539,10 @@ pub fn assert_canonical_order(loans: &[Value]) {
             seen_null = true;
         }
         if seen_null {
-            assert!(b.is_null(), "a loan after an unanswered creditor: {loans:?}");
+            assert!(
+                b.is_null(),
+                "a loan after an unanswered creditor: {loans:?}"
+            );
             continue;
         }
         if b.is_null() {
