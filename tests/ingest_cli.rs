@@ -161,6 +161,30 @@ async fn a_delivery_breaking_a_rule_is_rejected_whole() {
         assert!(!all.contains(&bad_id));
     }
 
+    // A truncated file and another lender's data are rejected the same way.
+    let good = serde_json::to_vec(&base(&|_| {})).unwrap();
+    let truncated = fx.dir.path().join("truncated.json");
+    std::fs::write(&truncated, &good[..good.len() * 2 / 3]).unwrap();
+    let foreign = write(
+        &fx,
+        "foreign.json",
+        &base(&|l| l[7]["financialInstitutionID"] = json!("920000002")),
+    );
+    for (rule, file) in [
+        ("malformed_json", truncated),
+        ("foreign_institution", foreign),
+    ] {
+        let out = ingest(&config, lender, &file);
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{rule}: {all}");
+        assert!(all.contains(rule), "{rule}: {all}");
+        assert!(longest_digit_run(&all) < 11, "{rule}: an id in {all}");
+    }
+    // An unknown lender is an error, not a panic, and loads nothing.
+    let out = ingest(&config, "lender-x", &fx.dataset_file(1));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("unknown lender"));
+
     // The old dataset is still in force: with the lender failing, its snapshot
     // gives the old loans, and the dropped last customer is still called.
     fx.sim(0).set_behaviour(Behaviour {
@@ -194,7 +218,10 @@ async fn a_delivery_breaking_a_rule_is_rejected_whole() {
     .unwrap();
     let got: Vec<(String, u64)> = rows.iter().map(|r| (r.0.clone(), r.1 as u64)).collect();
     let want: Vec<(String, u64)> = cases.iter().map(|c| (c.0.to_owned(), c.1)).collect();
-    assert_eq!(got, want);
+    assert_eq!(got[..want.len()], want[..]);
+    assert_eq!(got[want.len()].0, "malformed_json");
+    assert_eq!(got[want.len() + 1], ("foreign_institution".to_owned(), 7));
+    assert_eq!(got.len(), want.len() + 2);
     for r in &rows {
         assert!(longest_digit_run(&r.2) < 11, "an id in {}", r.2);
     }

@@ -344,6 +344,16 @@ async fn routes_methods_and_trace_ids() {
     let r = b.get("/nope").await;
     let v = r.assert_error(404);
     assert!(v["trace_id"].as_str().unwrap().len() >= 16);
+    // An id in a URL reaches neither the error nor a metric label.
+    let r = b.get(&format!("/v1/debt/{p}")).await;
+    r.assert_error(404);
+    assert!(!r.text().contains(&p));
+    let metrics = b.get("/metrics").await;
+    assert_eq!(metrics.status, 200);
+    let text = metrics.text();
+    assert!(text.contains("gjeldsbro_http_server_requests_total"));
+    assert!(!text.contains(&p), "a national id in the metrics");
+    assert!(!text.contains("nothing-here"), "raw paths as metric labels");
     // Health endpoints work.
     assert_eq!(b.get("/healthz").await.status, 200);
     assert_eq!(b.get("/readyz").await.status, 200);
