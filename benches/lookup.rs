@@ -26,7 +26,6 @@ use gjeldsbro::nin::{IdPolicy, NationalId, NinError, make_id};
 use gjeldsbro::redact::{Purpose, redact};
 use gjeldsbro::store::{DatasetSummary, SnapshotRow};
 use gjeldsbro_adapter::{AdapterError, ChargePeriod, CustomerQuery, LenderAdapter, Loan, LoanType};
-use tokio::sync::Semaphore;
 
 const POLICY: IdPolicy = IdPolicy::SYNTHETIC_OK;
 const INDEX_PERSONS: usize = 1_000_000;
@@ -166,17 +165,18 @@ fn lender_id(i: usize) -> String {
 fn lenders(failing: Option<usize>) -> Lenders {
     Lenders::from_list(
         (0..4)
-            .map(|i| Lender {
-                idx: i as LenderIdx,
-                id: lender_id(i),
-                org_no: format!("99999999{i}"),
-                name: format!("Långiver {i} ASA"),
-                timeout: Duration::from_secs(2),
-                adapter: Arc::new(CannedLender {
-                    loans: two_loans(i),
-                    fail: failing == Some(i),
-                }),
-                in_flight: Semaphore::new(32),
+            .map(|i| {
+                Lender::with_adapter(
+                    i as LenderIdx,
+                    lender_id(i),
+                    format!("99999999{i}"),
+                    format!("Långiver {i} ASA"),
+                    Duration::from_secs(2),
+                    Arc::new(CannedLender {
+                        loans: two_loans(i),
+                        fail: failing == Some(i),
+                    }),
+                )
             })
             .collect(),
     )

@@ -46,6 +46,32 @@ pub struct Lender {
     pub in_flight: Semaphore,
 }
 
+impl Lender {
+    /// A lender around a ready adapter (tests, benches, in-process lenders): no
+    /// base URL, no scheduled pull, the default in-flight cap.
+    pub fn with_adapter(
+        idx: LenderIdx,
+        id: impl Into<String>,
+        org_no: impl Into<String>,
+        name: impl Into<String>,
+        timeout: Duration,
+        adapter: Arc<dyn LenderAdapter>,
+    ) -> Lender {
+        Lender {
+            idx,
+            id: id.into(),
+            org_no: org_no.into(),
+            name: name.into(),
+            timeout,
+            base_url: String::new(),
+            client: reqwest::Client::new(),
+            pull_at: None,
+            adapter,
+            in_flight: Semaphore::new(DEFAULT_MAX_IN_FLIGHT as usize),
+        }
+    }
+}
+
 /// Every configured lender.
 pub struct Lenders {
     list: Vec<Lender>,
