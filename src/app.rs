@@ -12,7 +12,7 @@ use crate::audit::DisclosureLog;
 use crate::auth::{AuthSetupError, Authenticator};
 use crate::config::Config;
 use crate::index::Index;
-use crate::index::rebuild::{RebuildError, build_from_store, follow_datasets};
+use crate::index::rebuild::{RebuildError, build_from_store, follow_changes};
 use crate::ingest::Ingestor;
 use crate::lenders::{LenderSetupError, Lenders};
 use crate::lookup::Lookup;
@@ -20,8 +20,8 @@ use crate::metrics::Metrics;
 use crate::nin::{BadHashKey, NinHasher};
 use crate::store::{self, StoreError};
 
-/// How often the broker looks for datasets loaded by another process.
-const DATASET_POLL: Duration = Duration::from_secs(1);
+/// How often the broker looks for index changes made by another process.
+const CHANGE_POLL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -54,6 +54,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub hasher: NinHasher,
     pub index_loaded: AtomicBool,
+    /// The store's newest change when the index was built; followed from there.
+    pub changes_from: i64,
+    /// Wakes the change follower early (a store notification arrived).
+    pub changes_wake: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -67,6 +71,9 @@ impl AppState {
             tracing::info!(rows = removed, "removed rows of unfinished loads");
         }
         let lenders = Arc::new(Lenders::from_config(&config)?);
+        // Read before the index is built: a change landing in between is applied
+        // twice, which is harmless, rather than not at all.
+        let changes_from = store.latest_change().await?;
         let started = std::time::Instant::now();
         let snapshot = build_from_store(&*store, &lenders).await?;
         tracing::info!(
@@ -101,6 +108,8 @@ impl AppState {
             metrics,
             hasher,
             index_loaded: AtomicBool::new(true),
+            changes_from,
+            changes_wake: Arc::new(tokio::sync::Notify::new()),
             config,
         }))
     }
@@ -123,11 +132,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(follow_datasets(
+    tokio::spawn(follow_changes(
         state.lookup.store.clone(),
         state.lookup.lenders.clone(),
         state.lookup.index.clone(),
-        DATASET_POLL,
+        state.changes_from,
+        CHANGE_POLL,
+        state.changes_wake.clone(),
         stop_rx.clone(),
     ));
     tokio::spawn(crate::ingest::schedule::run_scheduled_pulls(

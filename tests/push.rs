@@ -20,7 +20,18 @@ struct Broker {
     url: String,
     state: Arc<AppState>,
     lenders: Vec<SimHandle>,
+    config: String,
     _dir: tempfile::TempDir,
+}
+
+/// A second broker instance on the same store (its own pool, index and origin).
+async fn second_instance(b: &Broker) -> Arc<AppState> {
+    let state = AppState::build(Config::parse(&b.config).unwrap())
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    tokio::spawn(serve(state.clone(), listener, std::future::pending()));
+    state
 }
 
 fn token(org: &str, scope: &str) -> String {
@@ -81,6 +92,7 @@ async fn start() -> Broker {
         url,
         state,
         lenders,
+        config: text,
         _dir: dir,
     }
 }
@@ -242,4 +254,40 @@ async fn a_push_breaking_a_rule_changes_nothing() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn another_instance_on_the_same_store_follows_pushes_within_a_second() {
+    let b = start().await;
+    let other = second_instance(&b).await;
+    let (ssn, nin) = person();
+    let lender_token = token("920000001", "debt.delivery");
+    assert_eq!(
+        post(&b, &lender_token, &body("920000001", &ssn, 50_000))
+            .await
+            .0,
+        200
+    );
+    let started = std::time::Instant::now();
+    while other.lookup.index.lenders_of(nin).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the other instance never saw the push"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(other.lookup.index.lenders_of(nin), vec![0]);
+    // And the repayment.
+    assert_eq!(
+        post(&b, &lender_token, &body("920000001", &ssn, 0)).await.0,
+        200
+    );
+    let started = std::time::Instant::now();
+    while !other.lookup.index.lenders_of(nin).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the other instance never saw the repayment"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

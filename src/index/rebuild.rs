@@ -9,7 +9,7 @@ use futures::StreamExt;
 
 use super::{Index, IndexBuilder, IndexSnapshot};
 use crate::lenders::Lenders;
-use crate::store::{Store, StoreError};
+use crate::store::{IndexChange, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
@@ -37,52 +37,101 @@ pub async fn build_from_store(
     Ok(builder.finish())
 }
 
-/// Watches the store for datasets loaded elsewhere and brings the index up to date,
-/// lender by lender. Returns when `stop` fires.
-pub async fn follow_datasets(
+/// Follows the changes other processes make to the store (datasets loaded by the
+/// `ingest` command or another instance, pushes received by another instance) and
+/// applies them to this process's index, starting after change `after`. Wakes every
+/// `every`, or at once when `wake` is notified. Returns when `stop` fires.
+pub async fn follow_changes(
     store: Arc<dyn Store>,
     lenders: Arc<Lenders>,
     index: Arc<Index>,
+    mut after: i64,
     every: Duration,
+    wake: Arc<tokio::sync::Notify>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut known: HashMap<String, i64> = match store.datasets().await {
-        Ok(list) => list
-            .into_iter()
-            .map(|d| (d.lender_id, d.generation))
-            .collect(),
-        Err(_) => HashMap::new(),
-    };
     let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            _ = wake.notified() => {}
             _ = stop.changed() => return,
         }
-        let Ok(current) = store.datasets().await else {
-            continue;
-        };
-        for d in current {
-            if known.get(&d.lender_id) == Some(&d.generation) {
-                continue;
-            }
-            let Some(lender) = lenders.idx_of(&d.lender_id) else {
-                continue;
-            };
-            match store.persons_of(&d.lender_id).await {
-                Ok(persons) => {
-                    if index
-                        .update(|s| s.with_lender_replaced(lender, &persons))
-                        .is_ok()
-                    {
-                        tracing::info!(lender = %d.lender_id, persons = persons.len(), "index updated from a new dataset");
-                        known.insert(d.lender_id, d.generation);
-                    }
-                }
+        loop {
+            let batch = match store.changes_since(after, 10_000).await {
+                Ok(b) => b,
                 Err(e) => {
-                    tracing::warn!(lender = %d.lender_id, error = %e, "could not read a new dataset's persons")
+                    tracing::warn!(error = %e, "cannot read index changes; retrying");
+                    break;
                 }
+            };
+            if apply(&*store, &lenders, &index, &batch.changes)
+                .await
+                .is_err()
+            {
+                // Not advancing `after`: the same changes are tried again.
+                break;
+            }
+            let done = batch.last == after;
+            after = batch.last;
+            if done {
+                break;
             }
         }
     }
+}
+
+async fn apply(
+    store: &dyn Store,
+    lenders: &Lenders,
+    index: &Index,
+    changes: &[IndexChange],
+) -> Result<(), RebuildError> {
+    // Consecutive person changes of one lender go into one index swap.
+    let mut pending: Vec<(u16, crate::nin::NationalId, bool)> = Vec::new();
+    for change in changes {
+        match change {
+            IndexChange::Person {
+                lender_id,
+                nin,
+                holds,
+            } => {
+                if let Some(l) = lenders.idx_of(lender_id) {
+                    pending.push((l, *nin, *holds));
+                }
+            }
+            IndexChange::LenderReplaced { lender_id } => {
+                flush(index, &mut pending)?;
+                let Some(l) = lenders.idx_of(lender_id) else {
+                    continue;
+                };
+                let persons = store.persons_of(lender_id).await?;
+                index.update(|s| s.with_lender_replaced(l, &persons))?;
+                tracing::info!(lender = %lender_id, persons = persons.len(), "index updated from a dataset loaded elsewhere");
+            }
+        }
+    }
+    flush(index, &mut pending)
+}
+
+fn flush(
+    index: &Index,
+    pending: &mut Vec<(u16, crate::nin::NationalId, bool)>,
+) -> Result<(), RebuildError> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let mut lenders: Vec<u16> = pending.iter().map(|p| p.0).collect();
+    lenders.sort_unstable();
+    lenders.dedup();
+    for l in lenders {
+        let changes: Vec<_> = pending
+            .iter()
+            .filter(|p| p.0 == l)
+            .map(|p| (p.1, p.2))
+            .collect();
+        index.update(|s| s.with_changes(l, &changes))?;
+    }
+    pending.clear();
+    Ok(())
 }

@@ -67,6 +67,26 @@ pub struct DatasetInfo {
     pub loans: i64,
 }
 
+/// A change another process made that this one's index must follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexChange {
+    /// The lender's whole dataset was replaced.
+    LenderReplaced { lender_id: String },
+    /// A push changed whether the lender holds an open loan for the person.
+    Person {
+        lender_id: String,
+        nin: NationalId,
+        holds: bool,
+    },
+}
+
+/// Changes after a sequence number, and the number to ask from next time.
+#[derive(Debug, Clone, Default)]
+pub struct ChangeBatch {
+    pub last: i64,
+    pub changes: Vec<IndexChange>,
+}
+
 /// A delivery's outcome, accepted or rejected. Holds no national id.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DeliveryRecord {
@@ -132,6 +152,13 @@ pub trait Store: Send + Sync + 'static {
     /// Appends disclosure records durably, chaining each to the previous, in one
     /// transaction: all are written or none.
     fn append_disclosures<'a>(&'a self, records: &'a [DisclosureRecord]) -> StoreFuture<'a, ()>;
+
+    /// The newest change's sequence number (0 when none).
+    fn latest_change(&self) -> StoreFuture<'_, i64>;
+
+    /// Changes made by other processes after `after`, oldest first, at most
+    /// `limit`.
+    fn changes_since(&self, after: i64, limit: u32) -> StoreFuture<'_, ChangeBatch>;
 
     /// Cheap reachability check for readiness.
     fn ping(&self) -> StoreFuture<'_, ()>;

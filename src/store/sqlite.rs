@@ -16,8 +16,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::{
-    DatasetInfo, DatasetSummary, DatasetWriter, DeliveryRecord, SnapshotRow, Store, StoreError,
-    StoreFuture,
+    ChangeBatch, DatasetInfo, DatasetSummary, DatasetWriter, DeliveryRecord, IndexChange,
+    SnapshotRow, Store, StoreError, StoreFuture,
 };
 use crate::audit::record::{DisclosureRecord, GENESIS, chain_hash};
 use crate::nin::NationalId;
@@ -39,6 +39,8 @@ pub fn path_from_url(url: &str) -> Option<PathBuf> {
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// This process's name in `index_changes`, so it can skip its own changes.
+    origin: String,
 }
 
 impl SqliteStore {
@@ -64,7 +66,10 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            origin: uuid::Uuid::new_v4().to_string(),
+        })
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -114,6 +119,7 @@ impl Store for SqliteStore {
             .await?;
             Ok(Box::new(SqliteDatasetWriter {
                 pool: self.pool.clone(),
+                origin: self.origin.clone(),
                 lender_id: lender_id.to_owned(),
                 generation,
             }) as Box<dyn DatasetWriter>)
@@ -218,6 +224,7 @@ impl Store for SqliteStore {
                         touched.push(row.nin);
                     }
                 }
+                let now = crate::time::now_rfc3339();
                 let mut holds = Vec::with_capacity(touched.len());
                 for nin in touched {
                     let n: i64 = sqlx::query_scalar(
@@ -228,6 +235,14 @@ impl Store for SqliteStore {
                     .bind(key(nin))
                     .fetch_one(&mut *conn)
                     .await?;
+                    sqlx::query("INSERT INTO index_changes (origin, lender_id, nin, holds, at) VALUES (?, ?, ?, ?, ?)")
+                        .bind(self.origin.clone())
+                        .bind(lender_id.to_owned())
+                        .bind(key(nin))
+                        .bind(n > 0)
+                        .bind(now.clone())
+                        .execute(&mut *conn)
+                        .await?;
                     holds.push((nin, n > 0));
                 }
                 Ok(holds)
@@ -376,6 +391,53 @@ impl Store for SqliteStore {
         .boxed()
     }
 
+    fn latest_change(&self) -> StoreFuture<'_, i64> {
+        async move {
+            let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM index_changes")
+                .fetch_one(&self.pool)
+                .await?;
+            Ok(last.unwrap_or(0))
+        }
+        .boxed()
+    }
+
+    fn changes_since(&self, after: i64, limit: u32) -> StoreFuture<'_, ChangeBatch> {
+        async move {
+            let rows = sqlx::query(
+                "SELECT seq, origin, lender_id, nin, holds FROM index_changes WHERE seq > ? ORDER BY seq LIMIT ?",
+            )
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            let mut batch = ChangeBatch {
+                last: after,
+                changes: Vec::new(),
+            };
+            for r in &rows {
+                batch.last = r.try_get(0)?;
+                let origin: String = r.try_get(1)?;
+                if origin == self.origin {
+                    continue;
+                }
+                let lender_id: String = r.try_get(2)?;
+                let nin: Option<i64> = r.try_get(3)?;
+                let holds: Option<bool> = r.try_get(4)?;
+                batch.changes.push(match (nin, holds) {
+                    (Some(n), Some(h)) => IndexChange::Person {
+                        lender_id,
+                        nin: NationalId::from_stored(n as u64)
+                            .ok_or_else(|| StoreError::Corrupt("a stored id is out of range".into()))?,
+                        holds: h,
+                    },
+                    _ => IndexChange::LenderReplaced { lender_id },
+                });
+            }
+            Ok(batch)
+        }
+        .boxed()
+    }
+
     fn ping(&self) -> StoreFuture<'_, ()> {
         async move {
             sqlx::query("SELECT 1").execute(&self.pool).await?;
@@ -409,6 +471,7 @@ impl Store for SqliteStore {
 
 struct SqliteDatasetWriter {
     pool: SqlitePool,
+    origin: String,
     lender_id: String,
     generation: i64,
 }
@@ -449,7 +512,8 @@ impl DatasetWriter for SqliteDatasetWriter {
     fn commit(self: Box<Self>, summary: DatasetSummary) -> StoreFuture<'static, ()> {
         async move {
             let now = crate::time::now_rfc3339();
-            sqlx::query(
+            let mut tx = self.pool.begin().await?;
+            let flipped = sqlx::query(
                 "INSERT INTO datasets (lender_id, generation, loaded_at, source, customers, loans) \
                  VALUES (?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (lender_id) DO UPDATE SET generation = excluded.generation, \
@@ -459,12 +523,27 @@ impl DatasetWriter for SqliteDatasetWriter {
             )
             .bind(self.lender_id.clone())
             .bind(self.generation)
-            .bind(now)
+            .bind(now.clone())
             .bind(summary.source)
             .bind(summary.customers as i64)
             .bind(summary.loans as i64)
-            .execute(&self.pool)
-            .await?;
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if flipped > 0 {
+                sqlx::query("INSERT INTO index_changes (origin, lender_id, nin, holds, at) VALUES (?, ?, NULL, NULL, ?)")
+                    .bind(self.origin.clone())
+                    .bind(self.lender_id.clone())
+                    .bind(now.clone())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let day_ago = crate::time::format_rfc3339(time::OffsetDateTime::now_utc() - time::Duration::DAY);
+            sqlx::query("DELETE FROM index_changes WHERE at < ?")
+                .bind(day_ago)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
             // The flip above is the commit point; removing the superseded rows is
             // housekeeping, done in batches so no lock is held for long.
             delete_other_generations(&self.pool, &self.lender_id, self.generation).await?;
