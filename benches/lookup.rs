@@ -83,21 +83,12 @@ fn distinct_ids(rng: &mut Rng, n: usize, exclude: &HashSet<u64>) -> Vec<National
 
 fn loan(lender: usize, n: usize) -> Loan {
     let base = (lender * 10 + n + 1) as i64;
-    let mut l = Loan {
-        loan_type: LoanType::RepaymentLoan,
-        account_id: Some(format!("ACC-{lender}-{n}")),
-        timestamp: Some("2026-01-15T08:00:00Z".into()),
-        co_borrower: Some(0),
-        original_balance: None,
-        balance: None,
-        terms: None,
-        credit_limit: None,
-        interest_bearing_balance: None,
-        non_interest_bearing_balance: None,
-        nominal_interest_rate: None,
-        installment_charges: None,
-        installment_charge_period: None,
-    };
+    let mut l = Loan::new(
+        LoanType::RepaymentLoan,
+        Some(format!("ACC-{lender}-{n}")),
+        Some("2026-01-15T08:00:00Z".into()),
+        Some(0),
+    );
     match (lender + n) % 3 {
         0 => {
             l.original_balance = Some(base * 1_000_000);

@@ -184,21 +184,12 @@ fn random_loan(rng: &mut StdRng, account_id: String) -> Loan {
         .expect("timestamp in range")
         .format(&Rfc3339)
         .expect("RFC 3339 formats any UTC time");
-    let mut loan = Loan {
-        loan_type: LoanType::RepaymentLoan,
-        account_id: Some(account_id),
-        timestamp: Some(ts),
-        co_borrower: Some(co_borrower),
-        original_balance: None,
-        balance: None,
-        terms: None,
-        credit_limit: None,
-        interest_bearing_balance: None,
-        non_interest_bearing_balance: None,
-        nominal_interest_rate: None,
-        installment_charges: None,
-        installment_charge_period: None,
-    };
+    let mut loan = Loan::new(
+        LoanType::RepaymentLoan,
+        Some(account_id),
+        Some(ts),
+        Some(co_borrower),
+    );
     match rng.random_range(0..100u32) {
         0..50 => {
             let original = nok(rng, 10_000, 500_000, 1_000);

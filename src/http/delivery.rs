@@ -22,20 +22,15 @@ pub async fn push(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let caller = super::authenticate(&app, &headers)?;
-    let Some(org) = caller.org_no.as_deref() else {
-        return Err(ApiError::forbidden("deliveries come from lenders"));
-    };
-    if !caller.has_role(Role::Lender) {
-        return Err(ApiError::forbidden("deliveries come from lenders"));
-    }
-    if !caller.has_scope(SCOPE_DELIVERY) {
-        return Err(ApiError::forbidden(
-            "the token lacks the debt.delivery scope",
-        ));
-    }
+    let (_, org) = super::authorize_org(
+        &app,
+        &headers,
+        &[Role::Lender],
+        SCOPE_DELIVERY,
+        "deliveries come from lenders",
+    )?;
     super::require_json(&headers)?;
-    match app.ingestor.push(org, &body).await {
+    match app.ingestor.push(&org, &body).await {
         Ok(report) => {
             tracing::info!(trace_id = %trace_id, lender = %report.lender_id, customers = report.customers, "push accepted");
             Ok(super::json_response(&serde_json::json!({

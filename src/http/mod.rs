@@ -60,6 +60,30 @@ pub(crate) fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Caller
     Ok(app.auth.authenticate(authorization)?)
 }
 
+/// Authenticates an organisation token and checks that the organisation holds one
+/// of `roles` and the token carries `scope`. Returns the caller and its org number.
+pub(crate) fn authorize_org(
+    app: &AppState,
+    headers: &HeaderMap,
+    roles: &[crate::config::Role],
+    scope: &str,
+    who: &'static str,
+) -> Result<(Caller, String), ApiError> {
+    let caller = authenticate(app, headers)?;
+    let Some(org) = caller.org_no.clone() else {
+        return Err(ApiError::forbidden(who));
+    };
+    if !roles.iter().any(|r| caller.has_role(*r)) {
+        return Err(ApiError::forbidden(who));
+    }
+    if !caller.has_scope(scope) {
+        return Err(ApiError::forbidden(format!(
+            "the token lacks the {scope} scope"
+        )));
+    }
+    Ok((caller, org))
+}
+
 pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     if search::json_content_type_ok(headers) {
         Ok(())

@@ -34,20 +34,15 @@ pub async fn handler(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let caller = super::authenticate(&app, &headers)?;
-    let Some(org_no) = caller.org_no.clone() else {
-        return Err(ApiError::forbidden("search is for organisations"));
-    };
-    let via_bureau =
-        !caller.has_role(Role::FinancialInstitution) && caller.has_role(Role::CreditBureau);
-    if !caller.has_role(Role::FinancialInstitution) && !via_bureau {
-        return Err(ApiError::forbidden(
-            "search is for financial institutions and credit bureaus",
-        ));
-    }
-    if !caller.has_scope(SCOPE_SEARCH) {
-        return Err(ApiError::forbidden("the token lacks the debt.search scope"));
-    }
+    let (caller, org_no) = super::authorize_org(
+        &app,
+        &headers,
+        &[Role::FinancialInstitution, Role::CreditBureau],
+        SCOPE_SEARCH,
+        "search is for financial institutions and credit bureaus",
+    )?;
+    // A bureau that is also a financial institution asks as the institution.
+    let via_bureau = !caller.has_role(Role::FinancialInstitution);
     super::require_json(&headers)?;
     let request: SearchRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(

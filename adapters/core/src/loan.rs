@@ -140,6 +140,31 @@ impl LoanRule {
 }
 
 impl Loan {
+    /// A loan of `loan_type` with its identity set and every amount absent; the
+    /// caller fills in the fields of its type.
+    pub fn new(
+        loan_type: LoanType,
+        account_id: Option<String>,
+        timestamp: Option<String>,
+        co_borrower: Option<i64>,
+    ) -> Loan {
+        Loan {
+            loan_type,
+            account_id,
+            timestamp,
+            co_borrower,
+            original_balance: None,
+            balance: None,
+            terms: None,
+            credit_limit: None,
+            interest_bearing_balance: None,
+            non_interest_bearing_balance: None,
+            nominal_interest_rate: None,
+            installment_charges: None,
+            installment_charge_period: None,
+        }
+    }
+
     fn amounts(&self) -> [(&'static str, Option<i64>); 9] {
         [
             ("originalBalance", self.original_balance),
@@ -216,21 +241,12 @@ impl Loan {
 
     /// The loan with only its type's fields, as the client API shows it.
     pub fn canonical(&self) -> Loan {
-        let mut out = Loan {
-            loan_type: self.loan_type,
-            account_id: self.account_id.clone(),
-            timestamp: self.timestamp.clone(),
-            co_borrower: self.co_borrower,
-            original_balance: None,
-            balance: None,
-            terms: None,
-            credit_limit: None,
-            interest_bearing_balance: None,
-            non_interest_bearing_balance: None,
-            nominal_interest_rate: None,
-            installment_charges: None,
-            installment_charge_period: None,
-        };
+        let mut out = Loan::new(
+            self.loan_type,
+            self.account_id.clone(),
+            self.timestamp.clone(),
+            self.co_borrower,
+        );
         match self.loan_type {
             LoanType::RepaymentLoan => {
                 out.original_balance = self.original_balance;
