@@ -90,10 +90,11 @@ async fn sqlite_backend() -> Backend {
 /// Creates a fresh schema; `Err` with the reason when PostgreSQL is not reachable.
 async fn pg_schema() -> Result<(DropSchema, String), String> {
     let admin = pg_admin_url();
-    let mut conn = tokio::time::timeout(Duration::from_secs(3), sqlx::PgConnection::connect(&admin))
-        .await
-        .map_err(|_| format!("no answer from {admin} within 3 s"))?
-        .map_err(|e| format!("cannot connect to {admin}: {e}"))?;
+    let mut conn =
+        tokio::time::timeout(Duration::from_secs(3), sqlx::PgConnection::connect(&admin))
+            .await
+            .map_err(|_| format!("no answer from {admin} within 3 s"))?
+            .map_err(|e| format!("cannot connect to {admin}: {e}"))?;
     let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
         .execute(&mut conn)
@@ -291,12 +292,7 @@ async fn load_then_read_snapshot_pairs_and_persons() {
         let p = ids(4);
         // An account id with every character COPY text format must escape.
         let odd = "K\\1\t\"q\"\nr\r";
-        load(
-            s,
-            "lender-b",
-            &[row(p[3], "B1", 100), row(p[0], "B2", 200)],
-        )
-        .await;
+        load(s, "lender-b", &[row(p[3], "B1", 100), row(p[0], "B2", 200)]).await;
         load(
             s,
             "lender-a",
@@ -394,7 +390,9 @@ async fn aborted_and_dropped_loads_leave_the_old_data_and_clean_up_removes_lefto
 
         // Aborted: rows written, then abort.
         let mut w = s.begin_dataset("lender-a").await.unwrap();
-        w.write(&[row(p[1], "X", 1), row(p[2], "Y", 1)]).await.unwrap();
+        w.write(&[row(p[1], "X", 1), row(p[2], "Y", 1)])
+            .await
+            .unwrap();
         w.abort().await.unwrap();
         // Dropped without commit (an interrupted load).
         let mut w = s.begin_dataset("lender-a").await.unwrap();
@@ -422,10 +420,15 @@ async fn aborted_and_dropped_loads_leave_the_old_data_and_clean_up_removes_lefto
         assert_eq!(after.len(), 1, "{}", b.name);
         assert_eq!(after[0].generation, before[0].generation, "{}", b.name);
 
-        // The aborted rows are gone already; the dropped loads' rows remain until
-        // clean_up. On PostgreSQL a dropped load's session ends asynchronously,
-        // so allow the server a moment to release its lock.
-        assert_eq!(b.count("snapshot_loans").await, 3, "{}", b.name);
+        // The aborted rows are gone already; what the dropped loads wrote stays
+        // (invisible) until clean_up. (On PostgreSQL a dropped load's unfinished
+        // COPY never commits, and its session ends asynchronously: allow the
+        // server a moment to release its lock.)
+        let leftovers = b.count("snapshot_loans").await - 1;
+        assert!(leftovers <= 2, "{}", b.name);
+        if b.name == "sqlite" {
+            assert_eq!(leftovers, 2);
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut removed = 0;
         loop {
@@ -435,7 +438,12 @@ async fn aborted_and_dropped_loads_leave_the_old_data_and_clean_up_removes_lefto
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert_eq!(removed, 2, "{}", b.name);
+        assert_eq!(removed as i64, leftovers, "{}", b.name);
+        // The store still works after loads were dropped mid-COPY.
+        for _ in 0..40 {
+            s.ping().await.unwrap();
+            assert_eq!(s.persons_of("lender-a").await.unwrap(), vec![p[0].as_u64()]);
+        }
         assert_eq!(b.count("snapshot_loans").await, 1, "{}", b.name);
         assert_eq!(s.clean_up().await.unwrap(), 0, "{}", b.name);
         assert_eq!(
@@ -458,7 +466,14 @@ async fn postgres_clean_up_spares_a_load_in_progress() {
         let p = ids(2);
         load(s, "lender-a", &[row(p[0], "A", 1)]).await;
         let mut w = s.begin_dataset("lender-a").await.unwrap();
-        w.write(&[row(p[1], "B", 1)]).await.unwrap();
+        // Enough rows that at least one COPY transaction has committed.
+        let many: Vec<SnapshotRow> = (0..50_000)
+            .map(|i| row(p[1], &format!("B{i}"), 1))
+            .collect();
+        for chunk in many.chunks(5_000) {
+            w.write(chunk).await.unwrap();
+        }
+        assert_eq!(b.count("snapshot_loans").await, 50_001);
         assert_eq!(s.clean_up().await.unwrap(), 0);
         w.write(&[row(p[0], "C", 1)]).await.unwrap();
         w.commit(DatasetSummary::default()).await.unwrap();
@@ -466,7 +481,7 @@ async fn postgres_clean_up_spares_a_load_in_progress() {
             s.persons_of("lender-a").await.unwrap(),
             vec![p[0].as_u64(), p[1].as_u64()]
         );
-        assert_eq!(b.count("snapshot_loans").await, 2);
+        assert_eq!(b.count("snapshot_loans").await, 50_001);
     }
 }
 
@@ -752,14 +767,22 @@ base_url = "http://127.0.0.1:9"
         )
         .await
         .expect("ingest");
-    assert_eq!((report.customers, report.loans, report.open_loans), (2, 2, 1));
+    assert_eq!(
+        (report.customers, report.loans, report.open_loans),
+        (2, 2, 1)
+    );
     let idx = state.lookup.lenders.idx_of("lender-a").unwrap();
     assert_eq!(state.lookup.index.lenders_of(p[0]), vec![idx]);
     // The repaid loan is not an open loan: no index entry.
     assert!(state.lookup.index.lenders_of(p[1]).is_empty());
     assert!(state.lookup.index.lenders_of(p[2]).is_empty());
     assert_eq!(
-        state.lookup.store.snapshot_for("lender-a", p[0]).await.unwrap(),
+        state
+            .lookup
+            .store
+            .snapshot_for("lender-a", p[0])
+            .await
+            .unwrap(),
         vec![loan("A1", 100)]
     );
     let d = state.lookup.store.datasets().await.unwrap();
@@ -822,6 +845,24 @@ async fn postgres_ingest_rate_for_a_million_loans() {
         f.write_all(b"]}").unwrap();
         f.flush().unwrap();
     }
+    // For scale: the parse and validation alone, with a sink that drops the rows.
+    struct Discard;
+    impl gjeldsbro::ingest::parse::RowSink for Discard {
+        fn rows(&mut self, _rows: Vec<SnapshotRow>) -> bool {
+            true
+        }
+    }
+    let started = Instant::now();
+    let file = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
+    gjeldsbro::ingest::parse::parse_dataset(
+        file,
+        "920000001",
+        IdPolicy::SYNTHETIC_OK,
+        true,
+        &mut Discard,
+    )
+    .unwrap();
+    println!("parse only: {:.2} s", started.elapsed().as_secs_f64());
     let store = gjeldsbro::store::open(&url).await.unwrap();
     let lenders = gjeldsbro::config::Config::parse(&format!(
         r#"
@@ -849,7 +890,13 @@ base_url = "http://127.0.0.1:9"
         let file = std::fs::File::open(&path).unwrap();
         let started = Instant::now();
         let report = ingestor
-            .load_dataset("lender-a", std::io::BufReader::new(file), "file", "big.json", true)
+            .load_dataset(
+                "lender-a",
+                std::io::BufReader::new(file),
+                "file",
+                "big.json",
+                true,
+            )
             .await
             .unwrap();
         let secs = started.elapsed().as_secs_f64();
@@ -860,8 +907,5 @@ base_url = "http://127.0.0.1:9"
         );
         assert_eq!(report.loans as usize, PERSONS * LOANS_EACH);
     }
-    assert_eq!(
-        store.persons_of("lender-a").await.unwrap().len(),
-        PERSONS
-    );
+    assert_eq!(store.persons_of("lender-a").await.unwrap().len(), PERSONS);
 }

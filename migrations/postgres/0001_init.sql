@@ -15,9 +15,12 @@ CREATE TABLE snapshot_loans (
     -- to what the SQLite store holds).
     loan       TEXT   NOT NULL
 );
-CREATE INDEX snapshot_loans_person ON snapshot_loans (nin, lender_id, generation);
--- Serves persons_of (ordered by nin), abort and the removal of old generations.
-CREATE INDEX snapshot_loans_generation ON snapshot_loans (lender_id, generation, nin);
+-- Two cheap indexes keep bulk loads fast: by person (snapshot_for), and by
+-- generation (persons_of, abort, removal of old generations). A load's
+-- generation is the largest, so its index entries are appended at the right
+-- edge; nin is the only randomly inserted key.
+CREATE INDEX snapshot_loans_person ON snapshot_loans (nin);
+CREATE INDEX snapshot_loans_generation ON snapshot_loans (generation);
 
 CREATE TABLE datasets (
     lender_id  TEXT   PRIMARY KEY,

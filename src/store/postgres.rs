@@ -1,7 +1,8 @@
 //! The PostgreSQL store, for several broker processes on one database.
 //!
 //! Same design as the SQLite store: a dataset load writes a new generation (from
-//! a sequence) in short autocommitted `COPY` batches and flips the lender's current
+//! a sequence) in short `COPY` transactions (the batches of `write` stream into
+//! one COPY of up to 50,000 rows, without a round trip each) and flips the lender's current
 //! generation in one tiny statement; rows of other generations are invisible and
 //! removed in batches afterwards. Two things differ because other processes share
 //! the database:
@@ -21,7 +22,10 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use gjeldsbro_adapter::Loan;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{
+    PgConnectOptions, PgConnection, PgCopyIn, PgPool, PgPoolCopyExt, PgPoolOptions, Postgres,
+};
 use sqlx::{Connection, Row};
 
 use super::{
@@ -33,6 +37,8 @@ use crate::nin::NationalId;
 
 /// Connections in the pool.
 const POOL_SIZE: u32 = 16;
+/// Rows per COPY (one transaction each); batches from `write` stream into it.
+const COPY_ROWS: usize = 50_000;
 /// Rows deleted per statement when removing an old generation.
 const DELETE_BATCH: i64 = 50_000;
 /// First key of the advisory locks on load generations ("GJB1").
@@ -128,29 +134,28 @@ impl Write for CopyFieldWriter<'_> {
     }
 }
 
-/// Deletes rows of `lender_id` in batches: of generations below `generation`
-/// (`older`) or of exactly `generation`.
-async fn delete_in_batches(
+/// Deletes the rows of one generation in batches. `unless_current`: only while
+/// no dataset has made this generation (or a newer one) current.
+async fn delete_generation(
     conn: &mut PgConnection,
-    lender_id: &str,
     generation: i64,
-    older: bool,
+    unless_current: bool,
 ) -> Result<u64, StoreError> {
     let mut total = 0;
     loop {
-        let query = if older {
+        let query = if unless_current {
             sqlx::query(
-                "DELETE FROM snapshot_loans WHERE ctid = ANY(ARRAY(SELECT ctid FROM snapshot_loans \
-                 WHERE lender_id = $1 AND generation < $2 LIMIT $3))",
+                "DELETE FROM snapshot_loans WHERE ctid = ANY(ARRAY(SELECT s.ctid FROM snapshot_loans s \
+                 WHERE s.generation = $1 AND NOT EXISTS (SELECT 1 FROM datasets d \
+                 WHERE d.lender_id = s.lender_id AND d.generation >= $1) LIMIT $2))",
             )
         } else {
             sqlx::query(
                 "DELETE FROM snapshot_loans WHERE ctid = ANY(ARRAY(SELECT ctid FROM snapshot_loans \
-                 WHERE lender_id = $1 AND generation = $2 LIMIT $3))",
+                 WHERE generation = $1 LIMIT $2))",
             )
         };
         let done = query
-            .bind(lender_id.to_owned())
             .bind(generation)
             .bind(DELETE_BATCH)
             .execute(&mut *conn)
@@ -161,6 +166,29 @@ async fn delete_in_batches(
             return Ok(total);
         }
     }
+}
+
+/// The generations present in `snapshot_loans` with their lender, read by a skip
+/// scan of the generation index (a few probes per generation, never a table scan).
+async fn stored_generations(conn: &mut PgConnection) -> Result<Vec<(i64, String)>, StoreError> {
+    let rows: Vec<(i64, Option<String>)> = sqlx::query_as(
+        "WITH RECURSIVE g(generation) AS ( \
+           (SELECT generation FROM snapshot_loans ORDER BY generation LIMIT 1) \
+           UNION ALL \
+           SELECT (SELECT s.generation FROM snapshot_loans s WHERE s.generation > g.generation \
+                   ORDER BY s.generation LIMIT 1) \
+           FROM g WHERE g.generation IS NOT NULL) \
+         SELECT g.generation, (SELECT s.lender_id FROM snapshot_loans s \
+                               WHERE s.generation = g.generation LIMIT 1) \
+         FROM g WHERE g.generation IS NOT NULL",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    // A generation removed meanwhile has no lender any more.
+    Ok(rows
+        .into_iter()
+        .filter_map(|(g, lender)| lender.map(|l| (g, l)))
+        .collect())
 }
 
 impl Store for PostgresStore {
@@ -201,7 +229,9 @@ impl Store for PostgresStore {
                 .await?;
             Ok(Box::new(PostgresDatasetWriter {
                 pool: self.pool.clone(),
-                conn: Some(conn),
+                lock: Some(conn),
+                copy: None,
+                rows_in_copy: 0,
                 lender_id: lender_id.to_owned(),
                 generation,
                 buf: Vec::new(),
@@ -372,59 +402,35 @@ impl Store for PostgresStore {
     fn clean_up(&self) -> StoreFuture<'_, u64> {
         async move {
             let mut conn = self.pool.acquire().await?;
-            let mut total = 0u64;
-            // Superseded generations can never become current: remove them.
-            loop {
-                let done = sqlx::query(
-                    "DELETE FROM snapshot_loans WHERE ctid = ANY(ARRAY(SELECT s.ctid FROM snapshot_loans s \
-                     JOIN datasets d ON d.lender_id = s.lender_id WHERE s.generation < d.generation LIMIT $1))",
-                )
-                .bind(DELETE_BATCH)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
-                total += done;
-                if done == 0 {
-                    break;
-                }
-            }
-            // Newer generations than the current one (or of a lender without a
-            // dataset) belong to loads: running ones hold their lock, dead ones
-            // (aborted, dropped, crashed) do not.
-            let candidates: Vec<(String, i64)> = sqlx::query_as(
-                "SELECT DISTINCT s.lender_id, s.generation FROM snapshot_loans s \
-                 LEFT JOIN datasets d ON d.lender_id = s.lender_id \
-                 WHERE d.generation IS NULL OR s.generation > d.generation",
-            )
-            .fetch_all(&mut *conn)
-            .await?;
-            for (lender_id, generation) in candidates {
-                // Taken and released at once: free means no live load owns it.
-                let free: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, $2)")
-                    .bind(LOAD_LOCK_CLASS)
-                    .bind(lock_key(generation))
-                    .fetch_one(&mut *conn)
-                    .await?;
-                if !free {
-                    continue;
-                }
-                // Re-checked per batch: a load that committed (and so released its
-                // lock) just before the check above has become current.
-                loop {
-                    let done = sqlx::query(
-                        "DELETE FROM snapshot_loans WHERE ctid = ANY(ARRAY(SELECT ctid FROM snapshot_loans \
-                         WHERE lender_id = $1 AND generation = $2 AND NOT EXISTS (SELECT 1 FROM datasets d \
-                         WHERE d.lender_id = $1 AND d.generation >= $2) LIMIT $3))",
-                    )
-                    .bind(lender_id.clone())
-                    .bind(generation)
-                    .bind(DELETE_BATCH)
-                    .execute(&mut *conn)
+            let current: std::collections::HashMap<String, i64> =
+                sqlx::query_as::<_, (String, i64)>("SELECT lender_id, generation FROM datasets")
+                    .fetch_all(&mut *conn)
                     .await?
-                    .rows_affected();
-                    total += done;
-                    if done == 0 {
-                        break;
+                    .into_iter()
+                    .collect();
+            let mut total = 0u64;
+            for (generation, lender_id) in stored_generations(&mut conn).await? {
+                match current.get(&lender_id) {
+                    Some(&c) if generation == c => {}
+                    // Superseded: can never become current.
+                    Some(&c) if generation < c => {
+                        total += delete_generation(&mut conn, generation, false).await?;
+                    }
+                    // A load's (or a lender without a dataset): running loads hold
+                    // their lock, dead ones (aborted, dropped, crashed) do not.
+                    _ => {
+                        // Taken and released at once: free means no live load owns it.
+                        let free: bool =
+                            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, $2)")
+                                .bind(LOAD_LOCK_CLASS)
+                                .bind(lock_key(generation))
+                                .fetch_one(&mut *conn)
+                                .await?;
+                        if free {
+                            // Guarded: a load that committed (releasing its lock)
+                            // after `current` was read has become current.
+                            total += delete_generation(&mut conn, generation, true).await?;
+                        }
                     }
                 }
             }
@@ -436,14 +442,21 @@ impl Store for PostgresStore {
 
 struct PostgresDatasetWriter {
     pool: PgPool,
-    /// The load's own connection, holding the generation's advisory lock.
-    /// `None` once it broke mid-copy.
-    conn: Option<PgConnection>,
+    /// The load's own session, holding the generation's advisory lock (closing
+    /// it, or the process dying, releases the lock).
+    lock: Option<PgConnection>,
+    /// The COPY in progress: batches stream into it without a round trip each,
+    /// and it is finished every [`COPY_ROWS`] rows (one short transaction).
+    copy: Option<PgCopyIn<PoolConnection<Postgres>>>,
+    rows_in_copy: usize,
     lender_id: String,
     generation: i64,
     /// The COPY text of one batch, reused between writes.
     buf: Vec<u8>,
 }
+
+const COPY_STATEMENT: &str =
+    "COPY snapshot_loans (lender_id, generation, nin, account_id, loan) FROM STDIN";
 
 impl PostgresDatasetWriter {
     fn encode(&mut self, rows: &[SnapshotRow]) -> Result<(), StoreError> {
@@ -463,6 +476,33 @@ impl PostgresDatasetWriter {
         }
         Ok(())
     }
+
+    /// Commits the COPY in progress, if any.
+    async fn finish_copy(&mut self) -> Result<(), StoreError> {
+        self.rows_in_copy = 0;
+        if let Some(copy) = self.copy.take() {
+            copy.finish().await?;
+        }
+        Ok(())
+    }
+
+    /// Best effort: drops this load's rows and releases its lock.
+    async fn discard(&mut self) -> Result<(), StoreError> {
+        if let Some(copy) = self.copy.take() {
+            let _ = copy.abort("load aborted").await;
+        }
+        let result = match self.lock.as_mut() {
+            Some(conn) => delete_generation(conn, self.generation, false).await,
+            None => match self.pool.acquire().await {
+                Ok(mut conn) => delete_generation(&mut conn, self.generation, false).await,
+                Err(e) => Err(e.into()),
+            },
+        };
+        if let Some(conn) = self.lock.take() {
+            let _ = conn.close().await;
+        }
+        result.map(|_| ())
+    }
 }
 
 impl DatasetWriter for PostgresDatasetWriter {
@@ -472,32 +512,20 @@ impl DatasetWriter for PostgresDatasetWriter {
                 return Ok(());
             }
             self.encode(rows)?;
-            let Some(conn) = self.conn.as_mut() else {
-                return Err(StoreError::Unavailable(
-                    "the load's connection broke earlier".into(),
-                ));
-            };
-            // One autocommitted COPY per batch: short transactions, no long locks.
-            let result: Result<(), sqlx::Error> = async {
-                let mut copy = conn
-                    .copy_in_raw(
-                        "COPY snapshot_loans (lender_id, generation, nin, account_id, loan) FROM STDIN",
-                    )
-                    .await?;
-                if let Err(e) = copy.send(self.buf.as_slice()).await {
-                    let _ = copy.abort("send failed").await;
-                    return Err(e);
-                }
-                copy.finish().await?;
-                Ok(())
+            if self.copy.is_none() {
+                self.copy = Some(self.pool.copy_in_raw(COPY_STATEMENT).await?);
             }
-            .await;
-            if let Err(e) = result {
-                if !matches!(e, sqlx::Error::Database(_)) {
-                    // The connection's state is unknown; dropping it releases the lock.
-                    self.conn = None;
+            let copy = self.copy.as_mut().expect("a copy in progress");
+            if let Err(e) = copy.send(self.buf.as_slice()).await {
+                if let Some(copy) = self.copy.take() {
+                    let _ = copy.abort("send failed").await;
                 }
+                self.rows_in_copy = 0;
                 return Err(e.into());
+            }
+            self.rows_in_copy += rows.len();
+            if self.rows_in_copy >= COPY_ROWS {
+                self.finish_copy().await?;
             }
             Ok(())
         }
@@ -506,10 +534,12 @@ impl DatasetWriter for PostgresDatasetWriter {
 
     fn commit(mut self: Box<Self>, summary: DatasetSummary) -> StoreFuture<'static, ()> {
         async move {
-            let Some(mut conn) = self.conn.take() else {
-                return Err(StoreError::Unavailable(
-                    "the load's connection broke earlier".into(),
-                ));
+            if let Err(e) = self.finish_copy().await {
+                let _ = self.discard().await;
+                return Err(e);
+            }
+            let Some(mut conn) = self.lock.take() else {
+                return Err(StoreError::Unavailable("the load's session is gone".into()));
             };
             let now = crate::time::now_rfc3339();
             // The commit point: flips only if this generation is newer.
@@ -528,22 +558,33 @@ impl DatasetWriter for PostgresDatasetWriter {
             .bind(summary.customers as i64)
             .bind(summary.loans as i64)
             .execute(&mut conn)
-            .await?
-            .rows_affected()
-                > 0;
+            .await;
+            let flipped = match flipped {
+                Ok(done) => done.rows_affected() > 0,
+                Err(e) => {
+                    // Closing the session releases the lock; `clean_up` removes the rows.
+                    let _ = conn.close().await;
+                    return Err(e.into());
+                }
+            };
             // Housekeeping after the flip: superseded rows (and this load's own, if
             // a newer load won). A failure here leaves rows for `clean_up`, not a
             // failed load.
-            let mut housekeeping =
-                delete_in_batches(&mut conn, &self.lender_id, self.generation, true).await;
-            if housekeeping.is_ok() && !flipped {
-                housekeeping =
-                    delete_in_batches(&mut conn, &self.lender_id, self.generation, false).await;
+            let housekeeping = async {
+                for (generation, lender_id) in stored_generations(&mut conn).await? {
+                    if lender_id == self.lender_id
+                        && (generation < self.generation
+                            || (generation == self.generation && !flipped))
+                    {
+                        delete_generation(&mut conn, generation, false).await?;
+                    }
+                }
+                Ok::<(), StoreError>(())
             }
+            .await;
             if let Err(e) = housekeeping {
                 tracing::warn!(lender = %self.lender_id, error = %e, "could not remove superseded snapshot rows");
             }
-            // Closing the session releases the generation's lock.
             let _ = conn.close().await;
             Ok(())
         }
@@ -551,25 +592,7 @@ impl DatasetWriter for PostgresDatasetWriter {
     }
 
     fn abort(mut self: Box<Self>) -> StoreFuture<'static, ()> {
-        async move {
-            let result = match self.conn.as_mut() {
-                Some(conn) => {
-                    delete_in_batches(conn, &self.lender_id, self.generation, false).await
-                }
-                None => match self.pool.acquire().await {
-                    Ok(mut conn) => {
-                        delete_in_batches(&mut conn, &self.lender_id, self.generation, false)
-                            .await
-                    }
-                    Err(e) => Err(e.into()),
-                },
-            };
-            if let Some(conn) = self.conn.take() {
-                let _ = conn.close().await;
-            }
-            result.map(|_| ())
-        }
-        .boxed()
+        async move { self.discard().await }.boxed()
     }
 }
 
