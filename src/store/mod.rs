@@ -1,7 +1,8 @@
 //! Durable state behind one small trait: lender snapshots, delivery records and the
-//! disclosure log. SQLite (embedded) is the default; the lookup path sees only
-//! [`Store`], so another backend slots in without touching it.
+//! disclosure log. SQLite (embedded) is the default; PostgreSQL serves several
+//! broker processes on one database. The lookup path sees only [`Store`].
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -22,7 +23,7 @@ pub enum StoreError {
     Query(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
-    #[error("unsupported store url (use sqlite://PATH)")]
+    #[error("unsupported store url (use sqlite://PATH or postgres://USER@HOST/DB)")]
     UnsupportedUrl,
 }
 
@@ -167,8 +168,12 @@ pub trait Store: Send + Sync + 'static {
     fn clean_up(&self) -> StoreFuture<'_, u64>;
 }
 
-/// Opens the store named by `url`, running migrations.
+/// Opens the store named by `url` (`sqlite://PATH`, `postgres://...` or
+/// `postgresql://...`), running migrations.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if postgres::is_postgres_url(url) {
+        return Ok(Arc::new(postgres::PostgresStore::open(url).await?));
+    }
     if let Some(path) = sqlite::path_from_url(url) {
         return Ok(Arc::new(sqlite::SqliteStore::open(&path).await?));
     }
