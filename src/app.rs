@@ -132,6 +132,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let Err(e) = state
+        .lookup
+        .store
+        .watch_changes(state.changes_wake.clone())
+        .await
+    {
+        tracing::warn!(error = %e, "no change notifications; following by polling only");
+    }
     tokio::spawn(follow_changes(
         state.lookup.store.clone(),
         state.lookup.lenders.clone(),

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use futures::TryStreamExt;
 use gjeldsbro::audit::record::{DisclosureRecord, GENESIS, chain_hash};
 use gjeldsbro::nin::{IdPolicy, NationalId, make_id};
+use gjeldsbro::store::IndexChange;
 use gjeldsbro::store::postgres::PostgresStore;
 use gjeldsbro::store::sqlite::SqliteStore;
 use gjeldsbro::store::{DatasetSummary, DeliveryRecord, SnapshotRow, Store};
@@ -41,6 +42,8 @@ enum Raw {
 /// One backend under test.
 struct Backend {
     name: &'static str,
+    /// The store's URL, to open a second instance on the same data.
+    url: String,
     store: Arc<dyn Store>,
     raw: Raw,
     _dir: Option<tempfile::TempDir>,
@@ -80,6 +83,7 @@ async fn sqlite_backend() -> Backend {
         .expect("open sqlite");
     Backend {
         name: "sqlite",
+        url: format!("sqlite://{}", dir.path().join("broker.db").display()),
         raw: Raw::Sqlite(store.pool().clone()),
         store: Arc::new(store),
         _dir: Some(dir),
@@ -112,6 +116,7 @@ async fn postgres_backend() -> Result<Backend, String> {
         .map_err(|e| format!("cannot open the store: {e}"))?;
     Ok(Backend {
         name: "postgres",
+        url: url.clone(),
         raw: Raw::Postgres(store.pool().clone()),
         store: Arc::new(store),
         _dir: None,
@@ -908,4 +913,113 @@ base_url = "http://127.0.0.1:9"
         assert_eq!(report.loans as usize, PERSONS * LOANS_EACH);
     }
     assert_eq!(store.persons_of("lender-a").await.unwrap().len(), PERSONS);
+}
+
+#[tokio::test]
+async fn pushes_upsert_by_account_close_loans_and_reach_other_instances() {
+    for b in backends().await {
+        let other = gjeldsbro::store::open(&b.url)
+            .await
+            .expect("second instance");
+        let start = other.latest_change().await.expect("latest");
+        let p = ids(2);
+        load(&*b.store, "lender-a", &[row(p[0], "A1", 100)]).await;
+
+        // Upsert by accountID, a second account added, another person touched.
+        let holds = b
+            .store
+            .apply_push(
+                "lender-a",
+                &[row(p[0], "A1", 250), row(p[0], "A2", 5), row(p[1], "B1", 9)],
+            )
+            .await
+            .expect("push");
+        assert_eq!(holds, vec![(p[0], true), (p[1], true)], "{}", b.name);
+        let mut balances: Vec<_> = b
+            .store
+            .snapshot_for("lender-a", p[0])
+            .await
+            .unwrap()
+            .iter()
+            .map(|l| l.balance.unwrap())
+            .collect();
+        balances.sort_unstable();
+        assert_eq!(balances, vec![5, 250], "{}", b.name);
+
+        // Closing both loans: the person no longer holds debt at the lender.
+        let holds = b
+            .store
+            .apply_push("lender-a", &[row(p[0], "A1", 0), row(p[0], "A2", 0)])
+            .await
+            .unwrap();
+        assert_eq!(holds, vec![(p[0], false)], "{}", b.name);
+        assert!(
+            b.store
+                .snapshot_for("lender-a", p[0])
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}",
+            b.name
+        );
+        // A lender with no dataset yet gets one to hold its pushes.
+        let holds = b
+            .store
+            .apply_push("lender-new", &[row(p[1], "N1", 1)])
+            .await
+            .unwrap();
+        assert_eq!(holds, vec![(p[1], true)]);
+        assert_eq!(
+            b.store.persons_of("lender-new").await.unwrap(),
+            vec![p[1].as_u64()]
+        );
+
+        // The other instance sees every change, in order; the writer sees none of
+        // its own.
+        let seen = other.changes_since(start, 100).await.unwrap();
+        let expected = vec![
+            IndexChange::LenderReplaced {
+                lender_id: "lender-a".into(),
+            },
+            IndexChange::Person {
+                lender_id: "lender-a".into(),
+                nin: p[0],
+                holds: true,
+            },
+            IndexChange::Person {
+                lender_id: "lender-a".into(),
+                nin: p[1],
+                holds: true,
+            },
+            IndexChange::Person {
+                lender_id: "lender-a".into(),
+                nin: p[0],
+                holds: false,
+            },
+            IndexChange::Person {
+                lender_id: "lender-new".into(),
+                nin: p[1],
+                holds: true,
+            },
+        ];
+        assert_eq!(seen.changes, expected, "{}", b.name);
+        let own = b.store.changes_since(start, 100).await.unwrap();
+        assert!(own.changes.is_empty(), "{}", b.name);
+        assert_eq!(own.last, seen.last, "{}", b.name);
+        // Paging: asking from the last one gives nothing new.
+        assert!(
+            other
+                .changes_since(seen.last, 100)
+                .await
+                .unwrap()
+                .changes
+                .is_empty()
+        );
+        let deliveries = b.store.deliveries(10).await.unwrap();
+        assert!(
+            deliveries.is_empty(),
+            "{}: store-level pushes record no delivery",
+            b.name
+        );
+    }
 }

@@ -161,6 +161,11 @@ pub trait Store: Send + Sync + 'static {
     /// `limit`.
     fn changes_since(&self, after: i64, limit: u32) -> StoreFuture<'_, ChangeBatch>;
 
+    /// Wakes `wake` whenever another process records a change, where the store can
+    /// tell (PostgreSQL LISTEN/NOTIFY); runs in the background until the process
+    /// ends. Stores without notifications return at once: followers poll.
+    fn watch_changes(&self, wake: std::sync::Arc<tokio::sync::Notify>) -> StoreFuture<'_, ()>;
+
     /// Cheap reachability check for readiness.
     fn ping(&self) -> StoreFuture<'_, ()>;
 

@@ -29,8 +29,8 @@ use sqlx::postgres::{
 use sqlx::{Connection, Row};
 
 use super::{
-    DatasetInfo, DatasetSummary, DatasetWriter, DeliveryRecord, SnapshotRow, Store, StoreError,
-    StoreFuture,
+    ChangeBatch, DatasetInfo, DatasetSummary, DatasetWriter, DeliveryRecord, IndexChange,
+    SnapshotRow, Store, StoreError, StoreFuture,
 };
 use crate::audit::record::{DisclosureRecord, GENESIS, chain_hash};
 use crate::nin::NationalId;
@@ -52,7 +52,12 @@ pub fn is_postgres_url(url: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// This process's name in `index_changes`, so it can skip its own changes.
+    origin: String,
 }
+
+/// The channel writers NOTIFY after recording an index change.
+const CHANGES_CHANNEL: &str = "gjeldsbro_changes";
 
 impl PostgresStore {
     /// Connects (pool of 16, 5 s acquire timeout) and runs migrations.
@@ -73,7 +78,10 @@ impl PostgresStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool,
+            origin: uuid::Uuid::new_v4().to_string(),
+        })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -229,6 +237,7 @@ impl Store for PostgresStore {
                 .await?;
             Ok(Box::new(PostgresDatasetWriter {
                 pool: self.pool.clone(),
+                origin: self.origin.clone(),
                 lock: Some(conn),
                 copy: None,
                 rows_in_copy: 0,
@@ -391,6 +400,203 @@ impl Store for PostgresStore {
         .boxed()
     }
 
+    fn apply_push<'a>(
+        &'a self,
+        lender_id: &'a str,
+        rows: &'a [SnapshotRow],
+    ) -> StoreFuture<'a, Vec<(NationalId, bool)>> {
+        async move {
+            let mut tx = self.pool.begin().await?;
+            // Pushes for one lender serialise across every process; FOR UPDATE on
+            // the datasets row below also orders a push against a dataset flip.
+            sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+                .bind(LOAD_LOCK_CLASS + 1)
+                .bind(lender_id.to_owned())
+                .execute(&mut *tx)
+                .await?;
+            let generation: Option<i64> =
+                sqlx::query_scalar("SELECT generation FROM datasets WHERE lender_id = $1 FOR UPDATE")
+                    .bind(lender_id.to_owned())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let generation = match generation {
+                Some(g) => g,
+                None => {
+                    // A lender that has never delivered a dataset gets an empty one
+                    // to attach its pushed loans to.
+                    let g: i64 = sqlx::query_scalar("SELECT nextval('snapshot_generation')")
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    sqlx::query(
+                        "INSERT INTO datasets (lender_id, generation, loaded_at, source, customers, loans) \
+                         VALUES ($1, $2, $3, 'push', 0, 0)",
+                    )
+                    .bind(lender_id.to_owned())
+                    .bind(g)
+                    .bind(crate::time::now_rfc3339())
+                    .execute(&mut *tx)
+                    .await?;
+                    g
+                }
+            };
+            let mut touched: Vec<NationalId> = Vec::new();
+            for row in rows {
+                let account = row.loan.account_id.clone().unwrap_or_default();
+                sqlx::query(
+                    "DELETE FROM snapshot_loans WHERE nin = $1 AND lender_id = $2 AND generation = $3 AND account_id = $4",
+                )
+                .bind(key(row.nin))
+                .bind(lender_id.to_owned())
+                .bind(generation)
+                .bind(account.clone())
+                .execute(&mut *tx)
+                .await?;
+                if !row.loan.is_closed() {
+                    let json = serde_json::to_string(&row.loan)
+                        .map_err(|e| StoreError::Query(format!("cannot encode loan: {e}")))?;
+                    sqlx::query(
+                        "INSERT INTO snapshot_loans (lender_id, generation, nin, account_id, loan) VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(lender_id.to_owned())
+                    .bind(generation)
+                    .bind(key(row.nin))
+                    .bind(account)
+                    .bind(json)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                if !touched.contains(&row.nin) {
+                    touched.push(row.nin);
+                }
+            }
+            let now = crate::time::now_rfc3339();
+            let mut holds = Vec::with_capacity(touched.len());
+            for nin in touched {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM snapshot_loans WHERE nin = $1 AND lender_id = $2 AND generation = $3",
+                )
+                .bind(key(nin))
+                .bind(lender_id.to_owned())
+                .bind(generation)
+                .fetch_one(&mut *tx)
+                .await?;
+                sqlx::query("INSERT INTO index_changes (origin, lender_id, nin, holds, at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(self.origin.clone())
+                    .bind(lender_id.to_owned())
+                    .bind(key(nin))
+                    .bind(n > 0)
+                    .bind(now.clone())
+                    .execute(&mut *tx)
+                    .await?;
+                holds.push((nin, n > 0));
+            }
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(CHANGES_CHANNEL)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(holds)
+        }
+        .boxed()
+    }
+
+    fn deliveries(&self, limit: u32) -> StoreFuture<'_, Vec<DeliveryRecord>> {
+        async move {
+            let rows = sqlx::query(
+                "SELECT lender_id, at, kind, accepted, rule, position, detail, customers, loans \
+                 FROM deliveries ORDER BY id DESC LIMIT $1",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(DeliveryRecord {
+                        lender_id: r.try_get(0)?,
+                        at: r.try_get(1)?,
+                        kind: r.try_get(2)?,
+                        accepted: r.try_get(3)?,
+                        rule: r.try_get(4)?,
+                        position: r.try_get(5)?,
+                        detail: r.try_get(6)?,
+                        customers: r.try_get::<i64, _>(7)? as u64,
+                        loans: r.try_get::<i64, _>(8)? as u64,
+                    })
+                })
+                .collect()
+        }
+        .boxed()
+    }
+
+    fn latest_change(&self) -> StoreFuture<'_, i64> {
+        async move {
+            let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM index_changes")
+                .fetch_one(&self.pool)
+                .await?;
+            Ok(last.unwrap_or(0))
+        }
+        .boxed()
+    }
+
+    fn changes_since(&self, after: i64, limit: u32) -> StoreFuture<'_, ChangeBatch> {
+        async move {
+            let rows = sqlx::query(
+                "SELECT seq, origin, lender_id, nin, holds FROM index_changes WHERE seq > $1 ORDER BY seq LIMIT $2",
+            )
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            let mut batch = ChangeBatch {
+                last: after,
+                changes: Vec::new(),
+            };
+            for r in &rows {
+                batch.last = r.try_get(0)?;
+                let origin: String = r.try_get(1)?;
+                if origin == self.origin {
+                    continue;
+                }
+                let lender_id: String = r.try_get(2)?;
+                let nin: Option<i64> = r.try_get(3)?;
+                let holds: Option<bool> = r.try_get(4)?;
+                batch.changes.push(match (nin, holds) {
+                    (Some(n), Some(h)) => IndexChange::Person {
+                        lender_id,
+                        nin: NationalId::from_stored(n as u64)
+                            .ok_or_else(|| StoreError::Corrupt("a stored id is out of range".into()))?,
+                        holds: h,
+                    },
+                    _ => IndexChange::LenderReplaced { lender_id },
+                });
+            }
+            Ok(batch)
+        }
+        .boxed()
+    }
+
+    fn watch_changes(&self, wake: std::sync::Arc<tokio::sync::Notify>) -> StoreFuture<'_, ()> {
+        async move {
+            let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+            listener.listen(CHANGES_CHANNEL).await?;
+            tokio::spawn(async move {
+                loop {
+                    // recv() reconnects by itself after a lost connection; the
+                    // follower's poll covers anything missed meanwhile.
+                    match listener.recv().await {
+                        Ok(_) => wake.notify_one(),
+                        Err(e) => {
+                            tracing::warn!(error = %gjeldsbro_adapter::scrub(&e.to_string()), "change notifications interrupted");
+                            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+            });
+            Ok(())
+        }
+        .boxed()
+    }
+
     fn ping(&self) -> StoreFuture<'_, ()> {
         async move {
             sqlx::query("SELECT 1").execute(&self.pool).await?;
@@ -442,6 +648,7 @@ impl Store for PostgresStore {
 
 struct PostgresDatasetWriter {
     pool: PgPool,
+    origin: String,
     /// The load's own session, holding the generation's advisory lock (closing
     /// it, or the process dying, releases the lock).
     lock: Option<PgConnection>,
@@ -542,25 +749,53 @@ impl DatasetWriter for PostgresDatasetWriter {
                 return Err(StoreError::Unavailable("the load's session is gone".into()));
             };
             let now = crate::time::now_rfc3339();
-            // The commit point: flips only if this generation is newer.
-            let flipped = sqlx::query(
-                "INSERT INTO datasets (lender_id, generation, loaded_at, source, customers, loans) \
-                 VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (lender_id) DO UPDATE SET generation = excluded.generation, \
-                 loaded_at = excluded.loaded_at, source = excluded.source, \
-                 customers = excluded.customers, loans = excluded.loans \
-                 WHERE excluded.generation > datasets.generation",
-            )
-            .bind(self.lender_id.clone())
-            .bind(self.generation)
-            .bind(now)
-            .bind(summary.source)
-            .bind(summary.customers as i64)
-            .bind(summary.loans as i64)
-            .execute(&mut conn)
+            // The commit point: flips only if this generation is newer; the index
+            // change and its notification commit with it.
+            let flipped = async {
+                let mut tx = conn.begin().await?;
+                let flipped = sqlx::query(
+                    "INSERT INTO datasets (lender_id, generation, loaded_at, source, customers, loans) \
+                     VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (lender_id) DO UPDATE SET generation = excluded.generation, \
+                     loaded_at = excluded.loaded_at, source = excluded.source, \
+                     customers = excluded.customers, loans = excluded.loans \
+                     WHERE excluded.generation > datasets.generation",
+                )
+                .bind(self.lender_id.clone())
+                .bind(self.generation)
+                .bind(now.clone())
+                .bind(summary.source.clone())
+                .bind(summary.customers as i64)
+                .bind(summary.loans as i64)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    > 0;
+                if flipped {
+                    sqlx::query(
+                        "INSERT INTO index_changes (origin, lender_id, nin, holds, at) VALUES ($1, $2, NULL, NULL, $3)",
+                    )
+                    .bind(self.origin.clone())
+                    .bind(self.lender_id.clone())
+                    .bind(now.clone())
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query("SELECT pg_notify($1, '')")
+                        .bind(CHANGES_CHANNEL)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let day_ago = crate::time::format_rfc3339(time::OffsetDateTime::now_utc() - time::Duration::DAY);
+                sqlx::query("DELETE FROM index_changes WHERE at < $1")
+                    .bind(day_ago)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok::<bool, sqlx::Error>(flipped)
+            }
             .await;
             let flipped = match flipped {
-                Ok(done) => done.rows_affected() > 0,
+                Ok(flipped) => flipped,
                 Err(e) => {
                     // Closing the session releases the lock; `clean_up` removes the rows.
                     let _ = conn.close().await;

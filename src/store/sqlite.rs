@@ -438,6 +438,11 @@ impl Store for SqliteStore {
         .boxed()
     }
 
+    fn watch_changes(&self, _wake: std::sync::Arc<tokio::sync::Notify>) -> StoreFuture<'_, ()> {
+        // SQLite has no notifications; followers poll.
+        async { Ok(()) }.boxed()
+    }
+
     fn ping(&self) -> StoreFuture<'_, ()> {
         async move {
             sqlx::query("SELECT 1").execute(&self.pool).await?;
