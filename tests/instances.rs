@@ -1,0 +1,206 @@
+//! Several broker processes on one PostgreSQL database: each learns of another's
+//! ingest and pushes (LISTEN/NOTIFY, with a poll behind it) and updates its index
+//! within about a second. Two real `gjeldsbro serve` processes, a third process
+//! running `gjeldsbro ingest`, real simulated lenders.
+//!
+//! Skips, with the reason printed, when PostgreSQL is not reachable
+//! (`GJELDSBRO_TEST_PG_URL`, default `postgres://postgres@127.0.0.1:5432/test`).
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Fixture, Options, client, closed_port, fi_token, token};
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+fn pg_admin_url() -> String {
+    std::env::var("GJELDSBRO_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_owned())
+}
+
+/// A fresh schema and the URL that uses it; dropped at the end.
+struct Schema {
+    name: String,
+    url: String,
+}
+
+impl Schema {
+    async fn create() -> Result<Schema, String> {
+        let admin = pg_admin_url();
+        let mut conn =
+            tokio::time::timeout(Duration::from_secs(3), sqlx::PgConnection::connect(&admin))
+                .await
+                .map_err(|_| format!("no answer from {admin} within 3 s"))?
+                .map_err(|e| format!("cannot connect to {admin}: {e}"))?;
+        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+            .execute(&mut conn)
+            .await
+            .map_err(|e| format!("cannot create a schema: {e}"))?;
+        let sep = if admin.contains('?') { '&' } else { '?' };
+        let url = format!("{admin}{sep}options=-c%20search_path%3D{name}");
+        Ok(Schema { name, url })
+    }
+
+    async fn drop_now(&self) {
+        if let Ok(mut conn) = sqlx::PgConnection::connect(&pg_admin_url()).await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS {} CASCADE",
+                self.name
+            )))
+            .execute(&mut conn)
+            .await;
+        }
+    }
+}
+
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(config: &std::path::Path) -> Serve {
+    Serve(
+        Command::new(env!("CARGO_BIN_EXE_gjeldsbro"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("GJELDSBRO_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start gjeldsbro serve"),
+    )
+}
+
+async fn wait_ready(url: &str) {
+    let started = Instant::now();
+    loop {
+        if let Ok(r) = client().get(format!("{url}/readyz")).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{url} never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn search_status(url: &str, ssn: &str) -> u16 {
+    client()
+        .post(format!("{url}/api/rest/v2/debt/search"))
+        .bearer_auth(fi_token())
+        .json(&json!({"ssn": ssn, "referenceID": "instances"}))
+        .send()
+        .await
+        .expect("search")
+        .status()
+        .as_u16()
+}
+
+/// Polls until the search answers `want`; returns how long that took.
+async fn until_status(url: &str, ssn: &str, want: u16) -> Duration {
+    let started = Instant::now();
+    loop {
+        if search_status(url, ssn).await == want {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{url} never answered {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_processes_on_one_database_follow_each_others_ingests_and_pushes() {
+    let schema = match Schema::create().await {
+        Ok(s) => s,
+        Err(reason) => {
+            println!("skipping PostgreSQL: {reason}");
+            return;
+        }
+    };
+    let fx = Fixture::new(Options {
+        lenders: 2,
+        persons: 120,
+        ..Options::default()
+    })
+    .await;
+    let sqlite_url = format!("sqlite://{}", fx.db_path.display());
+    let mut configs = Vec::new();
+    let mut urls = Vec::new();
+    for name in ["a", "b"] {
+        let port = closed_port();
+        let text = fx
+            .config_text(&format!("127.0.0.1:{port}"), true)
+            .replace(&sqlite_url, &schema.url)
+            .replace(
+                "roles = [\"operator\"]\n",
+                "roles = [\"operator\"]\n\n[[clients]]\norg_no = \"920000001\"\nname = \"L1\"\nroles = [\"lender\"]\n",
+            );
+        let path = fx.dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        configs.push(path);
+        urls.push(format!("http://127.0.0.1:{port}"));
+    }
+    // A migrates first so the two do not race on creating the schema's tables.
+    let a = serve(&configs[0]);
+    wait_ready(&urls[0]).await;
+    let b = serve(&configs[1]);
+    wait_ready(&urls[1]).await;
+
+    // 1. A third process ingests lender 1's dataset: B learns of it.
+    let person = fx.persons_at(0)[0].clone();
+    assert_eq!(search_status(&urls[1], &person).await, 204);
+    let ingest = Command::new(env!("CARGO_BIN_EXE_gjeldsbro"))
+        .args(["ingest", "--config"])
+        .arg(&configs[0])
+        .args(["--lender", &fx.specs[0].id])
+        .arg(fx.dataset_file(0))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ingest.success());
+    let took = until_status(&urls[1], &person, 200).await;
+    println!("B saw the ingest after {took:?}");
+    until_status(&urls[0], &person, 200).await;
+
+    // 2. A push received by A: B learns of it.
+    let newcomer = (100..200)
+        .find_map(|i| gjeldsbro::nin::make_id(9, 9, 66, i, false, true))
+        .unwrap();
+    assert_eq!(search_status(&urls[1], &newcomer).await, 204);
+    let body: Value = json!({"providerID": "9908:920000001", "customers": [{
+        "customerID": newcomer, "financialInstitutionID": "920000001",
+        "loans": [{"type": "chargeCard", "accountID": "P-1", "coBorrower": 0,
+                   "interestBearingBalance": 1000, "nonInterestBearingBalance": 0}]}]});
+    let pushed = client()
+        .post(format!("{}/debt-information/v1/loans", urls[0]))
+        .bearer_auth(token("920000001", &["debt.delivery"]))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pushed.status().as_u16(), 200);
+    let took = until_status(&urls[1], &newcomer, 200).await;
+    println!("B saw the push after {took:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "B took {took:?} to see A's push"
+    );
+
+    drop((a, b));
+    schema.drop_now().await;
+}
