@@ -51,6 +51,11 @@ fn token(org: &str, scope: &str) -> String {
 }
 
 async fn start() -> Broker {
+    start_with("").await
+}
+
+/// A broker whose config has `extra` top-level keys.
+async fn start_with(extra: &str) -> Broker {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let mut lenders = Vec::new();
     for org in ["920000001", "920000002"] {
@@ -68,7 +73,7 @@ async fn start() -> Broker {
     let dir = tempfile::tempdir().unwrap();
     let jwks = concat!(env!("CARGO_MANIFEST_DIR"), "/config/dev-jwks.json");
     let mut text = format!(
-        "listen = \"127.0.0.1:0\"\naccept_synthetic_ids = true\n[store]\nurl = \"sqlite://{}\"\n\
+        "listen = \"127.0.0.1:0\"\naccept_synthetic_ids = true\n{extra}[store]\nurl = \"sqlite://{}\"\n\
          [auth]\nissuer = \"{ISS}\"\naudience = \"{AUD}\"\njwks_file = \"{jwks}\"\n\
          [[clients]]\norg_no = \"910000001\"\nname = \"Bank\"\nroles = [\"financial_institution\"]\n\
          [[clients]]\norg_no = \"910000009\"\nname = \"Drift\"\nroles = [\"operator\"]\n",
@@ -290,4 +295,37 @@ async fn another_instance_on_the_same_store_follows_pushes_within_a_second() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn a_push_over_the_size_limit_is_refused_whole_with_or_without_a_length() {
+    let b = start_with("max_push_bytes = 4096\n").await;
+    let (ssn, nin) = person();
+    let lender_token = token("920000001", "debt.delivery");
+    let mut big = body("920000001", &ssn, 5);
+    big["padding"] = json!("x".repeat(10_000));
+    // With Content-Length: refused before reading.
+    let (status, err) = post(&b, &lender_token, &big).await;
+    assert_eq!(status, 413, "{err}");
+    assert_eq!(err["error"], "payload_too_large");
+    // Chunked, no length: refused while streaming.
+    let bytes = serde_json::to_vec(&big).unwrap();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        bytes.chunks(1000).map(|c| Ok(c.to_vec())).collect();
+    let r = reqwest::Client::new()
+        .post(format!("{}/debt-information/v1/loans", b.url))
+        .bearer_auth(&lender_token)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    assert!(b.state.lookup.index.lenders_of(nin).is_empty());
+    // A push under the limit still works.
+    assert_eq!(
+        post(&b, &lender_token, &body("920000001", &ssn, 5)).await.0,
+        200
+    );
+    assert_eq!(b.state.lookup.index.lenders_of(nin), vec![0]);
 }

@@ -3,10 +3,15 @@
 use std::sync::Arc;
 
 use axum::Extension;
-use axum::body::Bytes;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use axum::http::{StatusCode, header};
 use axum::response::Response;
+use futures::StreamExt;
+use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::error::ApiError;
 use super::trace::TraceId;
@@ -20,7 +25,7 @@ pub async fn push(
     State(app): State<Arc<AppState>>,
     Extension(TraceId(trace_id)): Extension<TraceId>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let (_, org) = super::authorize_org(
         &app,
@@ -30,7 +35,33 @@ pub async fn push(
         "deliveries come from lenders",
     )?;
     super::require_json(&headers)?;
-    match app.ingestor.push(&org, &body).await {
+    let limit = app.config.max_push_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::for_status(StatusCode::PAYLOAD_TOO_LARGE));
+    }
+    // Parsed as it streams in, never more than `limit` bytes.
+    let too_large = Arc::new(AtomicBool::new(false));
+    let flag = too_large.clone();
+    let mut read = 0usize;
+    let stream = body.into_data_stream().map(move |chunk| {
+        let chunk = chunk.map_err(std::io::Error::other)?;
+        read += chunk.len();
+        if read > limit {
+            flag.store(true, Ordering::Relaxed);
+            return Err(std::io::Error::other("body too large"));
+        }
+        Ok(chunk)
+    });
+    let reader = SyncIoBridge::new(StreamReader::new(stream));
+    let result = app.ingestor.push(&org, reader).await;
+    if too_large.load(Ordering::Relaxed) {
+        return Err(ApiError::for_status(StatusCode::PAYLOAD_TOO_LARGE));
+    }
+    match result {
         Ok(report) => {
             tracing::info!(trace_id = %trace_id, lender = %report.lender_id, customers = report.customers, "push accepted");
             Ok(super::json_response(&serde_json::json!({

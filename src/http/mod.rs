@@ -26,10 +26,8 @@ pub use search::SCOPE_SEARCH;
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/api/rest/v2/debt/search", post(search::handler))
-        .route(
-            "/debt-information/v1/loans",
-            post(delivery::push).layer(DefaultBodyLimit::max(state.config.max_push_bytes)),
-        )
+        // The push handler enforces its own (larger) limit while streaming.
+        .route("/debt-information/v1/loans", post(delivery::push))
         .route("/admin/deliveries", get(ops::deliveries))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

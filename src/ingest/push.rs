@@ -31,7 +31,13 @@ impl RowSink for Collect {
 
 impl Ingestor {
     /// Validates and applies one push from the lender with organisation `caller_org`.
-    pub async fn push(&self, caller_org: &str, body: &[u8]) -> Result<PushReport, IngestError> {
+    /// The body is parsed as it is read, on a blocking thread; it may block (a
+    /// request body streaming in).
+    pub async fn push<R: std::io::Read + Send + 'static>(
+        &self,
+        caller_org: &str,
+        body: R,
+    ) -> Result<PushReport, IngestError> {
         let lender = self
             .lenders
             .idx_of_org(caller_org)
@@ -41,13 +47,19 @@ impl Ingestor {
             ))?;
         let (lender_idx, lender_id) = (lender.idx, lender.id.clone());
 
-        let mut sink = Collect(Vec::new());
-        let mut parser = DatasetParser::new(caller_org, self.policy, true).including_closed();
-        let parsed = parser
-            .parse_document(body, &mut sink)
-            .and_then(|_| parser.finish());
-        let summary = match parsed {
-            Ok(s) => s,
+        let (org, policy) = (caller_org.to_owned(), self.policy);
+        let parsed = tokio::task::spawn_blocking(move || {
+            let mut sink = Collect(Vec::new());
+            let mut parser = DatasetParser::new(&org, policy, true).including_closed();
+            parser
+                .parse_document(body, &mut sink)
+                .and_then(|_| parser.finish())
+                .map(|summary| (summary, sink.0))
+        })
+        .await
+        .map_err(|e| IngestError::Read(format!("parser task failed: {e}")))?;
+        let (summary, rows) = match parsed {
+            Ok(done) => done,
             Err(ParseError::Rejected(r))
                 if matches!(r.rule, "foreign_institution" | "wrong_provider") =>
             {
@@ -67,7 +79,7 @@ impl Ingestor {
 
         let lock = self.lock_for(&lender_id);
         let _serialised_with_loads = lock.lock().await;
-        let holds = self.store.apply_push(&lender_id, &sink.0).await?;
+        let holds = self.store.apply_push(&lender_id, &rows).await?;
         if let Some(index) = &self.index {
             index.update(|s| s.with_changes(lender_idx, &holds))?;
         }
