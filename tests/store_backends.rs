@@ -334,13 +334,10 @@ async fn load_then_read_snapshot_pairs_and_persons() {
             (p[2].as_u64(), "lender-a".to_owned()),
             (p[3].as_u64(), "lender-b".to_owned()),
         ];
+        // Any order, repeats allowed (one per loan): the index builder merges.
         let mut got_pairs = pairs(s).await;
-        assert!(
-            got_pairs.windows(2).all(|w| w[0].0 <= w[1].0),
-            "{}: ordered by nin",
-            b.name
-        );
         got_pairs.sort();
+        got_pairs.dedup();
         assert_eq!(got_pairs, want_pairs, "{}", b.name);
         assert_eq!(
             s.persons_of("lender-a").await.unwrap(),

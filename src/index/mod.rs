@@ -194,6 +194,7 @@ impl IndexBuilder {
     pub fn finish(mut self) -> IndexSnapshot {
         // flush() only fails on a full pool; the pairs so far are kept either way.
         let _ = self.flush();
+        self.table.shrink_to_fit();
         let persons = IndexSnapshot::count_persons(&self.table, &self.pool);
         IndexSnapshot {
             table: self.table,

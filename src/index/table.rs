@@ -123,6 +123,19 @@ impl PackedTable {
         }
     }
 
+    /// Rehashes into the smallest table that keeps the load ≤ 0.8, when growth by
+    /// doubling left it much larger (a build from a stream of unknown length).
+    pub fn shrink_to_fit(&mut self) {
+        let fitted = PackedTable::with_capacity(self.len);
+        if fitted.slots.len() * 5 / 4 < self.slots.len() {
+            let mut t = fitted;
+            for (key, set) in self.iter() {
+                t.insert(key, set);
+            }
+            *self = t;
+        }
+    }
+
     fn grow(&mut self) {
         let mut bigger = PackedTable::with_capacity(self.slots.len() * 2);
         for (key, set) in self.iter() {

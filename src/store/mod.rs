@@ -125,7 +125,9 @@ pub trait Store: Send + Sync + 'static {
     /// Starts loading a new dataset for a lender.
     fn begin_dataset<'a>(&'a self, lender_id: &'a str) -> StoreFuture<'a, Box<dyn DatasetWriter>>;
 
-    /// Every (person, lender id) pair of the current datasets, grouped by person.
+    /// Every (person, lender id) pair of the current datasets, in storage order
+    /// (repeats and any order allowed: the index builder merges; no sort of
+    /// millions of rows at start).
     fn index_pairs(&self) -> BoxStream<'_, Result<(u64, String), StoreError>>;
 
     /// The persons of one lender's current dataset, sorted and unique.

@@ -251,9 +251,8 @@ impl Store for PostgresStore {
 
     fn index_pairs(&self) -> futures::stream::BoxStream<'_, Result<(u64, String), StoreError>> {
         sqlx::query(
-            "SELECT DISTINCT s.nin, s.lender_id FROM snapshot_loans s JOIN datasets d \
-             ON d.lender_id = s.lender_id AND d.generation = s.generation \
-             ORDER BY s.nin, s.lender_id",
+            "SELECT s.nin, s.lender_id FROM snapshot_loans s JOIN datasets d \
+             ON d.lender_id = s.lender_id AND d.generation = s.generation",
         )
         .fetch(&self.pool)
         .map_err(StoreError::from)
