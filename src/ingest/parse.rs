@@ -53,6 +53,7 @@ pub const BATCH_ROWS: usize = 5_000;
 
 struct State<'s> {
     org_no: &'s str,
+    received_at: &'s str,
     policy: IdPolicy,
     sink: &'s mut dyn RowSink,
     batch: Vec<SnapshotRow>,
@@ -94,10 +95,13 @@ impl State<'_> {
                 self.summary.open_loans += 1;
             }
             if self.include_closed || !loan.is_closed() {
-                self.batch.push(SnapshotRow {
-                    nin,
-                    loan: loan.canonical(),
-                });
+                let mut loan = loan.canonical();
+                // A snapshot row's timestamp tells its age; a lender that sent
+                // none gets the time the delivery was received.
+                if loan.timestamp.is_none() {
+                    loan.timestamp = Some(self.received_at.to_owned());
+                }
+                self.batch.push(SnapshotRow { nin, loan });
             }
         }
         if open {
@@ -128,6 +132,7 @@ impl State<'_> {
 /// pages is rejected as a duplicate.
 pub struct DatasetParser {
     org_no: String,
+    received_at: String,
     policy: IdPolicy,
     require_provider: bool,
     include_closed: bool,
@@ -141,6 +146,7 @@ impl DatasetParser {
     pub fn new(org_no: &str, policy: IdPolicy, require_provider: bool) -> Self {
         DatasetParser {
             org_no: org_no.to_owned(),
+            received_at: crate::time::now_rfc3339(),
             policy,
             require_provider,
             include_closed: false,
@@ -171,6 +177,7 @@ impl DatasetParser {
         let before = self.summary.customers;
         let mut state = State {
             org_no: &self.org_no,
+            received_at: &self.received_at,
             policy: self.policy,
             sink,
             batch: Vec::with_capacity(BATCH_ROWS),
@@ -386,6 +393,14 @@ mod tests {
             customer(&b, serde_json::json!([card(0)])),
         ]);
         let (summary, rows) = run(&bytes).unwrap();
+        assert!(
+            rows[0]
+                .loan
+                .timestamp
+                .as_deref()
+                .is_some_and(|t| t.ends_with('Z')),
+            "stamped on receipt"
+        );
         assert_eq!(summary.customers, 2);
         assert_eq!(summary.loans, 3);
         assert_eq!(summary.open_loans, 1);
