@@ -1020,3 +1020,72 @@ async fn pushes_upsert_by_account_close_loans_and_reach_other_instances() {
         );
     }
 }
+
+#[tokio::test]
+async fn pushes_during_a_load_survive_its_flip() {
+    for b in backends().await {
+        let p = ids(4);
+        // In force: p0 with A1.
+        load(&*b.store, "lender-a", &[row(p[0], "A1", 100)]).await;
+        // A load extracted earlier starts: it still has A1 open and knows nothing of p3.
+        let mut w = b.store.begin_dataset("lender-a").await.expect("begin");
+        w.write(&[row(p[0], "A1", 100), row(p[1], "B1", 7)])
+            .await
+            .expect("write");
+        // Meanwhile the lender pushes: A1 repaid, a new loan for p3, B1 changed.
+        b.store
+            .apply_push(
+                "lender-a",
+                &[row(p[0], "A1", 0), row(p[3], "D1", 42), row(p[1], "B1", 8)],
+            )
+            .await
+            .expect("push");
+        w.commit(DatasetSummary::default()).await.expect("commit");
+        // The flip replayed the pushes: nothing pushed is lost or undone.
+        assert!(
+            b.store
+                .snapshot_for("lender-a", p[0])
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}: A1 stays repaid",
+            b.name
+        );
+        let d = b.store.snapshot_for("lender-a", p[3]).await.unwrap();
+        assert_eq!(d.len(), 1, "{}: the pushed loan survives", b.name);
+        assert_eq!(d[0].balance, Some(42));
+        let bl = b.store.snapshot_for("lender-a", p[1]).await.unwrap();
+        assert_eq!(
+            bl.iter().map(|l| l.balance).collect::<Vec<_>>(),
+            vec![Some(8)],
+            "{}",
+            b.name
+        );
+        let mut want = vec![p[1].as_u64(), p[3].as_u64()];
+        want.sort_unstable();
+        assert_eq!(
+            b.store.persons_of("lender-a").await.unwrap(),
+            want,
+            "{}",
+            b.name
+        );
+
+        // A push that creates a lender's first dataset does not block a load that
+        // began before it.
+        let mut w = b.store.begin_dataset("lender-z").await.expect("begin");
+        w.write(&[row(p[2], "Z1", 1)]).await.unwrap();
+        b.store
+            .apply_push("lender-z", &[row(p[3], "Z2", 2)])
+            .await
+            .unwrap();
+        w.commit(DatasetSummary::default()).await.unwrap();
+        let mut want = vec![p[2].as_u64(), p[3].as_u64()];
+        want.sort_unstable();
+        assert_eq!(
+            b.store.persons_of("lender-z").await.unwrap(),
+            want,
+            "{}",
+            b.name
+        );
+    }
+}

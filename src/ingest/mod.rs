@@ -247,7 +247,13 @@ impl Ingestor {
             })
             .await?;
         if let Some(index) = &self.index {
-            index.update(|s| s.with_lender_replaced(lender_idx, &summary.persons))?;
+            // From the store, not the parse: pushes that arrived during the load
+            // were replayed onto the new dataset at the flip. Pushes wait for this
+            // step, so none can slip between the read and the swap.
+            let push_lock = self.lock_for(&format!("push:{lender_id}"));
+            let _no_push_meanwhile = push_lock.lock().await;
+            let persons = self.store.persons_of(lender_id).await?;
+            index.update(|s| s.with_lender_replaced(lender_idx, &persons))?;
         }
         self.store
             .record_delivery(&DeliveryRecord {

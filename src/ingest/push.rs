@@ -77,8 +77,10 @@ impl Ingestor {
             }
         };
 
-        let lock = self.lock_for(&lender_id);
-        let _serialised_with_loads = lock.lock().await;
+        // Pushes of one lender apply one at a time; they do not wait for a
+        // running load (the load replays them onto its dataset when it flips).
+        let lock = self.lock_for(&format!("push:{lender_id}"));
+        let _one_push_at_a_time = lock.lock().await;
         let holds = self.store.apply_push(&lender_id, &rows).await?;
         if let Some(index) = &self.index {
             index.update(|s| s.with_changes(lender_idx, &holds))?;

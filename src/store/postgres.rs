@@ -235,9 +235,15 @@ impl Store for PostgresStore {
                 .bind(lock_key(generation))
                 .execute(&mut conn)
                 .await?;
+            // Pushes after this point are replayed onto the new generation at commit.
+            let journal_from: i64 =
+                sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM push_journal")
+                    .fetch_one(&mut conn)
+                    .await?;
             Ok(Box::new(PostgresDatasetWriter {
                 pool: self.pool.clone(),
                 origin: self.origin.clone(),
+                journal_from,
                 lock: Some(conn),
                 copy: None,
                 rows_in_copy: 0,
@@ -421,21 +427,17 @@ impl Store for PostgresStore {
             let generation = match generation {
                 Some(g) => g,
                 None => {
-                    // A lender that has never delivered a dataset gets an empty one
-                    // to attach its pushed loans to.
-                    let g: i64 = sqlx::query_scalar("SELECT nextval('snapshot_generation')")
-                        .fetch_one(&mut *tx)
-                        .await?;
+                    // Generation 0, below any load's: a load already running still
+                    // flips over it (and replays these pushes).
                     sqlx::query(
                         "INSERT INTO datasets (lender_id, generation, loaded_at, source, customers, loans) \
-                         VALUES ($1, $2, $3, 'push', 0, 0)",
+                         VALUES ($1, 0, $2, 'push', 0, 0)",
                     )
                     .bind(lender_id.to_owned())
-                    .bind(g)
                     .bind(crate::time::now_rfc3339())
                     .execute(&mut *tx)
                     .await?;
-                    g
+                    0
                 }
             };
             let mut touched: Vec<NationalId> = Vec::new();
@@ -448,6 +450,24 @@ impl Store for PostgresStore {
                 .bind(lender_id.to_owned())
                 .bind(generation)
                 .bind(account.clone())
+                .execute(&mut *tx)
+                .await?;
+                let journal_loan = if row.loan.is_closed() {
+                    None
+                } else {
+                    Some(
+                        serde_json::to_string(&row.loan)
+                            .map_err(|e| StoreError::Query(format!("cannot encode loan: {e}")))?,
+                    )
+                };
+                sqlx::query(
+                    "INSERT INTO push_journal (lender_id, nin, account_id, loan, at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(lender_id.to_owned())
+                .bind(key(row.nin))
+                .bind(account.clone())
+                .bind(journal_loan)
+                .bind(crate::time::now_rfc3339())
                 .execute(&mut *tx)
                 .await?;
                 if !row.loan.is_closed() {
@@ -648,6 +668,8 @@ impl Store for PostgresStore {
 struct PostgresDatasetWriter {
     pool: PgPool,
     origin: String,
+    /// The push journal's last entry when the load began.
+    journal_from: i64,
     /// The load's own session, holding the generation's advisory lock (closing
     /// it, or the process dying, releases the lock).
     lock: Option<PgConnection>,
@@ -752,6 +774,43 @@ impl DatasetWriter for PostgresDatasetWriter {
             // change and its notification commit with it.
             let flipped = async {
                 let mut tx = conn.begin().await?;
+                // Waits for a push in flight (it holds this row) and keeps new ones
+                // out until the flip commits; then replays what was pushed since
+                // the load began onto the new generation.
+                sqlx::query("SELECT generation FROM datasets WHERE lender_id = $1 FOR UPDATE")
+                    .bind(self.lender_id.clone())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let pushed: Vec<(i64, String, Option<String>)> = sqlx::query_as(
+                    "SELECT nin, account_id, loan FROM push_journal WHERE lender_id = $1 AND seq > $2 ORDER BY seq",
+                )
+                .bind(self.lender_id.clone())
+                .bind(self.journal_from)
+                .fetch_all(&mut *tx)
+                .await?;
+                for (nin, account, loan) in pushed {
+                    sqlx::query(
+                        "DELETE FROM snapshot_loans WHERE nin = $1 AND lender_id = $2 AND generation = $3 AND account_id = $4",
+                    )
+                    .bind(nin)
+                    .bind(self.lender_id.clone())
+                    .bind(self.generation)
+                    .bind(account.clone())
+                    .execute(&mut *tx)
+                    .await?;
+                    if let Some(loan) = loan {
+                        sqlx::query(
+                            "INSERT INTO snapshot_loans (lender_id, generation, nin, account_id, loan) VALUES ($1, $2, $3, $4, $5)",
+                        )
+                        .bind(self.lender_id.clone())
+                        .bind(self.generation)
+                        .bind(nin)
+                        .bind(account)
+                        .bind(loan)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
                 let flipped = sqlx::query(
                     "INSERT INTO datasets (lender_id, generation, loaded_at, source, customers, loans) \
                      VALUES ($1, $2, $3, $4, $5, $6) \
@@ -787,6 +846,12 @@ impl DatasetWriter for PostgresDatasetWriter {
                 let day_ago = crate::time::format_rfc3339(time::OffsetDateTime::now_utc() - time::Duration::DAY);
                 sqlx::query("DELETE FROM index_changes WHERE at < $1")
                     .bind(day_ago)
+                    .execute(&mut *tx)
+                    .await?;
+                let two_days_ago =
+                    crate::time::format_rfc3339(time::OffsetDateTime::now_utc() - time::Duration::days(2));
+                sqlx::query("DELETE FROM push_journal WHERE at < $1")
+                    .bind(two_days_ago)
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;

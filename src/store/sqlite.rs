@@ -117,11 +117,17 @@ impl Store for SqliteStore {
             )
             .fetch_one(&self.pool)
             .await?;
+            // Pushes after this point are replayed onto the new generation at commit.
+            let journal_from: i64 =
+                sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM push_journal")
+                    .fetch_one(&self.pool)
+                    .await?;
             Ok(Box::new(SqliteDatasetWriter {
                 pool: self.pool.clone(),
                 origin: self.origin.clone(),
                 lender_id: lender_id.to_owned(),
                 generation,
+                journal_from,
             }) as Box<dyn DatasetWriter>)
         }
         .boxed()
@@ -177,21 +183,17 @@ impl Store for SqliteStore {
                 let generation = match generation {
                     Some(g) => g,
                     None => {
-                        let g: i64 = sqlx::query_scalar(
-                            "UPDATE counters SET value = value + 1 WHERE name = 'generation' RETURNING value",
-                        )
-                        .fetch_one(&mut *conn)
-                        .await?;
+                        // Generation 0, below any load's: a load already running
+                        // still flips over it (and replays these pushes).
                         sqlx::query(
                             "INSERT INTO datasets (lender_id, generation, loaded_at, source, customers, loans) \
-                             VALUES (?, ?, ?, 'push', 0, 0)",
+                             VALUES (?, 0, ?, 'push', 0, 0)",
                         )
                         .bind(lender_id.to_owned())
-                        .bind(g)
                         .bind(crate::time::now_rfc3339())
                         .execute(&mut *conn)
                         .await?;
-                        g
+                        0
                     }
                 };
                 let mut touched: Vec<NationalId> = Vec::new();
@@ -204,6 +206,24 @@ impl Store for SqliteStore {
                     .bind(generation)
                     .bind(key(row.nin))
                     .bind(account.clone())
+                    .execute(&mut *conn)
+                    .await?;
+                    let journal_loan = if row.loan.is_closed() {
+                        None
+                    } else {
+                        Some(
+                            serde_json::to_string(&row.loan)
+                                .map_err(|e| StoreError::Query(format!("cannot encode loan: {e}")))?,
+                        )
+                    };
+                    sqlx::query(
+                        "INSERT INTO push_journal (lender_id, nin, account_id, loan, at) VALUES (?, ?, ?, ?, ?)",
+                    )
+                    .bind(lender_id.to_owned())
+                    .bind(key(row.nin))
+                    .bind(account.clone())
+                    .bind(journal_loan)
+                    .bind(crate::time::now_rfc3339())
                     .execute(&mut *conn)
                     .await?;
                     if !row.loan.is_closed() {
@@ -477,6 +497,8 @@ impl Store for SqliteStore {
 struct SqliteDatasetWriter {
     pool: SqlitePool,
     origin: String,
+    /// The push journal's last entry when the load began.
+    journal_from: i64,
     lender_id: String,
     generation: i64,
 }
@@ -517,7 +539,39 @@ impl DatasetWriter for SqliteDatasetWriter {
     fn commit(self: Box<Self>, summary: DatasetSummary) -> StoreFuture<'static, ()> {
         async move {
             let now = crate::time::now_rfc3339();
-            let mut tx = self.pool.begin().await?;
+            // IMMEDIATE: the write lock from the start, so no push can land between
+            // the replay below and the flip.
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            let pushed: Vec<(i64, String, Option<String>)> = sqlx::query_as(
+                "SELECT nin, account_id, loan FROM push_journal WHERE lender_id = ? AND seq > ? ORDER BY seq",
+            )
+            .bind(self.lender_id.clone())
+            .bind(self.journal_from)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (nin, account, loan) in pushed {
+                sqlx::query(
+                    "DELETE FROM snapshot_loans WHERE lender_id = ? AND generation = ? AND nin = ? AND account_id = ?",
+                )
+                .bind(self.lender_id.clone())
+                .bind(self.generation)
+                .bind(nin)
+                .bind(account.clone())
+                .execute(&mut *tx)
+                .await?;
+                if let Some(loan) = loan {
+                    sqlx::query(
+                        "INSERT INTO snapshot_loans (lender_id, generation, nin, account_id, loan) VALUES (?, ?, ?, ?, ?)",
+                    )
+                    .bind(self.lender_id.clone())
+                    .bind(self.generation)
+                    .bind(nin)
+                    .bind(account)
+                    .bind(loan)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
             let flipped = sqlx::query(
                 "INSERT INTO datasets (lender_id, generation, loaded_at, source, customers, loans) \
                  VALUES (?, ?, ?, ?, ?, ?) \
@@ -546,6 +600,12 @@ impl DatasetWriter for SqliteDatasetWriter {
             let day_ago = crate::time::format_rfc3339(time::OffsetDateTime::now_utc() - time::Duration::DAY);
             sqlx::query("DELETE FROM index_changes WHERE at < ?")
                 .bind(day_ago)
+                .execute(&mut *tx)
+                .await?;
+            let two_days_ago =
+                crate::time::format_rfc3339(time::OffsetDateTime::now_utc() - time::Duration::days(2));
+            sqlx::query("DELETE FROM push_journal WHERE at < ?")
+                .bind(two_days_ago)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
