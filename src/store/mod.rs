@@ -88,6 +88,34 @@ pub struct ChangeBatch {
     pub changes: Vec<IndexChange>,
 }
 
+impl ChangeBatch {
+    /// Adds one stored change row (skipping this process's own) and moves `last`.
+    pub fn add_row(
+        &mut self,
+        own_origin: &str,
+        seq: i64,
+        origin: &str,
+        lender_id: String,
+        nin: Option<i64>,
+        holds: Option<bool>,
+    ) -> Result<(), StoreError> {
+        self.last = seq;
+        if origin == own_origin {
+            return Ok(());
+        }
+        self.changes.push(match (nin, holds) {
+            (Some(n), Some(h)) => IndexChange::Person {
+                lender_id,
+                nin: NationalId::from_stored(n as u64)
+                    .ok_or_else(|| StoreError::Corrupt("a stored id is out of range".into()))?,
+                holds: h,
+            },
+            _ => IndexChange::LenderReplaced { lender_id },
+        });
+        Ok(())
+    }
+}
+
 /// A delivery's outcome, accepted or rejected. Holds no national id.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DeliveryRecord {

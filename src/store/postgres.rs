@@ -29,8 +29,8 @@ use sqlx::postgres::{
 use sqlx::{Connection, Row};
 
 use super::{
-    ChangeBatch, DatasetInfo, DatasetSummary, DatasetWriter, DeliveryRecord, IndexChange,
-    SnapshotRow, Store, StoreError, StoreFuture,
+    ChangeBatch, DatasetInfo, DatasetSummary, DatasetWriter, DeliveryRecord, SnapshotRow, Store,
+    StoreError, StoreFuture,
 };
 use crate::audit::record::{DisclosureRecord, GENESIS, chain_hash};
 use crate::nin::NationalId;
@@ -571,23 +571,8 @@ impl Store for PostgresStore {
                 changes: Vec::new(),
             };
             for r in &rows {
-                batch.last = r.try_get(0)?;
                 let origin: String = r.try_get(1)?;
-                if origin == self.origin {
-                    continue;
-                }
-                let lender_id: String = r.try_get(2)?;
-                let nin: Option<i64> = r.try_get(3)?;
-                let holds: Option<bool> = r.try_get(4)?;
-                batch.changes.push(match (nin, holds) {
-                    (Some(n), Some(h)) => IndexChange::Person {
-                        lender_id,
-                        nin: NationalId::from_stored(n as u64)
-                            .ok_or_else(|| StoreError::Corrupt("a stored id is out of range".into()))?,
-                        holds: h,
-                    },
-                    _ => IndexChange::LenderReplaced { lender_id },
-                });
+                batch.add_row(&self.origin, r.try_get(0)?, &origin, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?)?;
             }
             Ok(batch)
         }
