@@ -11,51 +11,9 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::pg::pg_schema;
 use common::{Fixture, Options, client, closed_port, fi_token, token};
 use serde_json::{Value, json};
-use sqlx::Connection;
-
-const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-fn pg_admin_url() -> String {
-    std::env::var("GJELDSBRO_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_owned())
-}
-
-/// A fresh schema and the URL that uses it; dropped at the end.
-struct Schema {
-    name: String,
-    url: String,
-}
-
-impl Schema {
-    async fn create() -> Result<Schema, String> {
-        let admin = pg_admin_url();
-        let mut conn =
-            tokio::time::timeout(Duration::from_secs(3), sqlx::PgConnection::connect(&admin))
-                .await
-                .map_err(|_| format!("no answer from {admin} within 3 s"))?
-                .map_err(|e| format!("cannot connect to {admin}: {e}"))?;
-        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
-            .execute(&mut conn)
-            .await
-            .map_err(|e| format!("cannot create a schema: {e}"))?;
-        let sep = if admin.contains('?') { '&' } else { '?' };
-        let url = format!("{admin}{sep}options=-c%20search_path%3D{name}");
-        Ok(Schema { name, url })
-    }
-
-    async fn drop_now(&self) {
-        if let Ok(mut conn) = sqlx::PgConnection::connect(&pg_admin_url()).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP SCHEMA IF EXISTS {} CASCADE",
-                self.name
-            )))
-            .execute(&mut conn)
-            .await;
-        }
-    }
-}
 
 struct Serve(Child);
 
@@ -124,7 +82,7 @@ async fn until_status(url: &str, ssn: &str, want: u16) -> Duration {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_processes_on_one_database_follow_each_others_ingests_and_pushes() {
-    let schema = match Schema::create().await {
+    let (schema, pg_url) = match pg_schema().await {
         Ok(s) => s,
         Err(reason) => {
             println!("skipping PostgreSQL: {reason}");
@@ -144,7 +102,7 @@ async fn two_processes_on_one_database_follow_each_others_ingests_and_pushes() {
         let port = closed_port();
         let text = fx
             .config_text(&format!("127.0.0.1:{port}"), true)
-            .replace(&sqlite_url, &schema.url)
+            .replace(&sqlite_url, &pg_url)
             .replace(
                 "roles = [\"operator\"]\n",
                 "roles = [\"operator\"]\n\n[[clients]]\norg_no = \"920000001\"\nname = \"L1\"\nroles = [\"lender\"]\n",
@@ -202,5 +160,5 @@ async fn two_processes_on_one_database_follow_each_others_ingests_and_pushes() {
     );
 
     drop((a, b));
-    schema.drop_now().await;
+    drop(schema);
 }

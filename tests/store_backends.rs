@@ -6,6 +6,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::pg::{DropSchema, pg_schema};
 use futures::TryStreamExt;
 use gjeldsbro::audit::record::{DisclosureRecord, GENESIS, chain_hash};
 use gjeldsbro::nin::{IdPolicy, NationalId, make_id};
@@ -14,23 +17,10 @@ use gjeldsbro::store::postgres::PostgresStore;
 use gjeldsbro::store::sqlite::SqliteStore;
 use gjeldsbro::store::{DatasetSummary, DeliveryRecord, SnapshotRow, Store};
 use gjeldsbro_adapter::Loan;
-use sqlx::{Connection, Row};
-
-const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+use sqlx::Row;
 
 fn init() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-}
-
-fn pg_admin_url() -> String {
-    std::env::var("GJELDSBRO_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_owned())
-}
-
-/// The URL of the admin database with `search_path` set to `schema`.
-fn pg_url_with_schema(schema: &str) -> String {
-    let base = pg_admin_url();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}options=-c%20search_path%3D{schema}")
 }
 
 /// Raw access beside the store, for what the trait does not expose.
@@ -50,32 +40,6 @@ struct Backend {
     _schema: Option<DropSchema>,
 }
 
-/// Drops a test schema when the test ends, even when it panics.
-struct DropSchema(String);
-
-impl Drop for DropSchema {
-    fn drop(&mut self) {
-        let schema = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&pg_admin_url()).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP SCHEMA IF EXISTS {schema} CASCADE"
-                    )))
-                    .execute(&mut conn)
-                    .await;
-                    let _ = conn.close().await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
 async fn sqlite_backend() -> Backend {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SqliteStore::open(&dir.path().join("broker.db"))
@@ -89,24 +53,6 @@ async fn sqlite_backend() -> Backend {
         _dir: Some(dir),
         _schema: None,
     }
-}
-
-/// Creates a fresh schema; `Err` with the reason when PostgreSQL is not reachable.
-async fn pg_schema() -> Result<(DropSchema, String), String> {
-    let admin = pg_admin_url();
-    let mut conn =
-        tokio::time::timeout(Duration::from_secs(3), sqlx::PgConnection::connect(&admin))
-            .await
-            .map_err(|_| format!("no answer from {admin} within 3 s"))?
-            .map_err(|e| format!("cannot connect to {admin}: {e}"))?;
-    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&mut conn)
-        .await
-        .map_err(|e| format!("cannot create a schema: {e}"))?;
-    let _ = conn.close().await;
-    let url = pg_url_with_schema(&schema);
-    Ok((DropSchema(schema), url))
 }
 
 async fn postgres_backend() -> Result<Backend, String> {
