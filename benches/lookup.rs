@@ -457,12 +457,18 @@ fn bench_pipeline(c: &mut Criterion) {
 
     let metrics = Arc::new(Metrics::new());
     let make = |failing: Option<usize>| {
-        Arc::new(Lookup {
-            index: index.clone(),
-            lenders: Arc::new(lenders(failing)),
-            store: store.clone(),
-            metrics: metrics.clone(),
-        })
+        // The cache off: every iteration runs the whole fan-out.
+        let off = gjeldsbro::config::CacheConfig {
+            ttl_ms: 0,
+            ..Default::default()
+        };
+        Arc::new(Lookup::new(
+            index.clone(),
+            Arc::new(lenders(failing)),
+            store.clone(),
+            metrics.clone(),
+            Arc::new(gjeldsbro::lookup::AnswerCache::new(&off, 4)),
+        ))
     };
     let trace = TraceContext {
         trace_id: "bench-0000".into(),

@@ -12,10 +12,10 @@ use crate::audit::DisclosureLog;
 use crate::auth::{AuthSetupError, Authenticator};
 use crate::config::Config;
 use crate::index::Index;
-use crate::index::rebuild::{RebuildError, build_from_store, follow_changes};
+use crate::index::rebuild::{Followers, RebuildError, build_from_store, follow_changes};
 use crate::ingest::Ingestor;
 use crate::lenders::{LenderSetupError, Lenders};
-use crate::lookup::Lookup;
+use crate::lookup::{AnswerCache, Lookup};
 use crate::metrics::Metrics;
 use crate::nin::{BadHashKey, NinHasher};
 use crate::store::{self, StoreError};
@@ -86,6 +86,7 @@ impl AppState {
         let metrics = Arc::new(Metrics::new());
         let hasher = NinHasher::new(config.log_hash_key.as_deref())?;
         let disclosures = DisclosureLog::start(store.clone());
+        let cache = Arc::new(AnswerCache::new(&config.cache, lenders.len()));
         let ingestor = Arc::new(
             Ingestor::new(
                 store.clone(),
@@ -93,16 +94,12 @@ impl AppState {
                 Some(index.clone()),
                 config.id_policy(),
             )
-            .with_metrics(metrics.clone()),
+            .with_metrics(metrics.clone())
+            .with_cache(cache.clone()),
         );
         Ok(Arc::new(AppState {
             auth,
-            lookup: Lookup {
-                index,
-                lenders,
-                store,
-                metrics: metrics.clone(),
-            },
+            lookup: Lookup::new(index, lenders, store, metrics.clone(), cache),
             disclosures,
             ingestor,
             metrics,
@@ -141,9 +138,12 @@ pub async fn serve(
         tracing::warn!(error = %e, "no change notifications; following by polling only");
     }
     tokio::spawn(follow_changes(
-        state.lookup.store.clone(),
-        state.lookup.lenders.clone(),
-        state.lookup.index.clone(),
+        Followers {
+            store: state.lookup.store.clone(),
+            lenders: state.lookup.lenders.clone(),
+            index: state.lookup.index.clone(),
+            cache: state.lookup.cache.clone(),
+        },
         state.changes_from,
         CHANGE_POLL,
         state.changes_wake.clone(),

@@ -47,10 +47,42 @@ pub struct Config {
     /// Largest accepted lender answer to one customer query, in bytes (default 1 MiB).
     #[serde(default = "default_max_lender_answer_bytes")]
     pub max_lender_answer_bytes: usize,
+    /// The in-memory cache of lender answers.
+    #[serde(default)]
+    pub cache: CacheConfig,
     /// The directory the config file was read from; relative paths resolve against
     /// the working directory first, then this.
     #[serde(skip)]
     pub base_dir: PathBuf,
+}
+
+/// The in-memory cache of lender answers, per (person, lender). Never on disk.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// How long a lender's answer is reused, in ms (default 30 000; 0 turns the
+    /// cache off, and with it the sharing of identical calls in flight).
+    #[serde(default = "default_cache_ttl_ms")]
+    pub ttl_ms: u64,
+    /// The most the cache holds, in (estimated) bytes (default 64 MiB).
+    #[serde(default = "default_cache_max_bytes")]
+    pub max_bytes: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            ttl_ms: default_cache_ttl_ms(),
+            max_bytes: default_cache_max_bytes(),
+        }
+    }
+}
+
+fn default_cache_ttl_ms() -> u64 {
+    30_000
+}
+fn default_cache_max_bytes() -> u64 {
+    64 * 1024 * 1024
 }
 
 #[derive(Debug, Clone, Deserialize)]

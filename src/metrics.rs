@@ -25,6 +25,7 @@ pub struct Metrics {
     pub index_persons: IntGauge,
     pub disclosure_failures: IntCounterVec,
     pub deliveries: IntCounterVec,
+    pub cache_requests: IntCounterVec,
     pub build_info: IntGaugeVec,
 }
 
@@ -100,6 +101,14 @@ impl Metrics {
             &["lender", "kind", "result"],
         )
         .expect("valid metric");
+        let cache_requests = IntCounterVec::new(
+            Opts::new(
+                "gjeldsbro_cache_requests_total",
+                "Lender answers by source: hit (cached), miss (called), shared (joined a call in flight)",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new("gjeldsbro_build_info", "Build information"),
             &["version"],
@@ -118,6 +127,7 @@ impl Metrics {
             Box::new(index_persons.clone()),
             Box::new(disclosure_failures.clone()),
             Box::new(deliveries.clone()),
+            Box::new(cache_requests.clone()),
             Box::new(build_info.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -133,6 +143,7 @@ impl Metrics {
             index_persons,
             disclosure_failures,
             deliveries,
+            cache_requests,
             build_info,
         }
     }

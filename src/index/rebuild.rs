@@ -9,6 +9,7 @@ use futures::StreamExt;
 
 use super::{Index, IndexBuilder, IndexSnapshot};
 use crate::lenders::Lenders;
+use crate::lookup::AnswerCache;
 use crate::store::{IndexChange, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -37,19 +38,32 @@ pub async fn build_from_store(
     Ok(builder.finish())
 }
 
+/// What follows the change feed: the store it comes from, and the index and
+/// answer cache it keeps current.
+pub struct Followers {
+    pub store: Arc<dyn Store>,
+    pub lenders: Arc<Lenders>,
+    pub index: Arc<Index>,
+    pub cache: Arc<AnswerCache>,
+}
+
 /// Follows the changes other processes make to the store (datasets loaded by the
 /// `ingest` command or another instance, pushes received by another instance) and
 /// applies them to this process's index, starting after change `after`. Wakes every
 /// `every`, or at once when `wake` is notified. Returns when `stop` fires.
 pub async fn follow_changes(
-    store: Arc<dyn Store>,
-    lenders: Arc<Lenders>,
-    index: Arc<Index>,
+    targets: Followers,
     mut after: i64,
     every: Duration,
     wake: Arc<tokio::sync::Notify>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let Followers {
+        store,
+        lenders,
+        index,
+        cache,
+    } = targets;
     let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
@@ -65,7 +79,7 @@ pub async fn follow_changes(
                     break;
                 }
             };
-            if apply(&*store, &lenders, &index, &batch.changes)
+            if apply(&*store, &lenders, &index, &cache, &batch.changes)
                 .await
                 .is_err()
             {
@@ -85,6 +99,7 @@ async fn apply(
     store: &dyn Store,
     lenders: &Lenders,
     index: &Index,
+    cache: &AnswerCache,
     changes: &[IndexChange],
 ) -> Result<(), RebuildError> {
     // Consecutive person changes of one lender go into one index swap.
@@ -98,6 +113,7 @@ async fn apply(
             } => {
                 if let Some(l) = lenders.idx_of(lender_id) {
                     pending.push((l, *nin, *holds));
+                    cache.person_changed(*nin, l).await;
                 }
             }
             IndexChange::LenderReplaced { lender_id } => {
@@ -107,6 +123,7 @@ async fn apply(
                 };
                 let persons = store.persons_of(lender_id).await?;
                 index.update(|s| s.with_lender_replaced(l, &persons))?;
+                cache.lender_replaced(l);
                 tracing::info!(lender = %lender_id, persons = persons.len(), "index updated from a dataset loaded elsewhere");
             }
         }

@@ -69,6 +69,7 @@ pub struct Ingestor {
     policy: IdPolicy,
     locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    cache: Option<Arc<crate::lookup::AnswerCache>>,
 }
 
 struct ChannelSink(mpsc::Sender<Vec<SnapshotRow>>);
@@ -94,7 +95,14 @@ impl Ingestor {
             policy,
             locks: Default::default(),
             metrics: None,
+            cache: None,
         }
+    }
+
+    /// Drops cached lender answers that a delivery makes stale.
+    pub fn with_cache(mut self, cache: Arc<crate::lookup::AnswerCache>) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     /// Counts deliveries in `metrics` too.
@@ -254,6 +262,9 @@ impl Ingestor {
             let _no_push_meanwhile = push_lock.lock().await;
             let persons = self.store.persons_of(lender_id).await?;
             index.update(|s| s.with_lender_replaced(lender_idx, &persons))?;
+        }
+        if let Some(cache) = &self.cache {
+            cache.lender_replaced(lender_idx);
         }
         self.store
             .record_delivery(&DeliveryRecord {

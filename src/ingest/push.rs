@@ -85,6 +85,11 @@ impl Ingestor {
         if let Some(index) = &self.index {
             index.update(|s| s.with_changes(lender_idx, &holds))?;
         }
+        if let Some(cache) = &self.cache {
+            for (nin, _) in &holds {
+                cache.person_changed(*nin, lender_idx).await;
+            }
+        }
         self.record_push(&lender_id, true, None, summary.customers, summary.loans)
             .await;
         let removed = holds.iter().filter(|(_, h)| !h).count() as u64;

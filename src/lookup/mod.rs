@@ -2,6 +2,7 @@
 //! each within its own timeout and the lookup's deadline; replace a lender that
 //! fails by its snapshot rows; merge. No HTTP types in here.
 
+pub mod cache;
 pub mod merge;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use crate::lenders::{Lender, Lenders};
 use crate::metrics::Metrics;
 use crate::nin::NationalId;
 use crate::store::Store;
+pub use cache::AnswerCache;
 pub use merge::{MergedDebt, MergedEntry, merge};
 
 /// The longest a snapshot read may take before the lender counts as missing.
@@ -68,9 +70,26 @@ pub struct Lookup {
     pub lenders: Arc<Lenders>,
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
+    pub cache: Arc<AnswerCache>,
 }
 
 impl Lookup {
+    pub fn new(
+        index: Arc<Index>,
+        lenders: Arc<Lenders>,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        cache: Arc<AnswerCache>,
+    ) -> Self {
+        Lookup {
+            index,
+            lenders,
+            store,
+            metrics,
+            cache,
+        }
+    }
+
     /// Looks up one person: only the indexed lenders are called.
     pub async fn person(
         &self,
@@ -114,30 +133,36 @@ impl Lookup {
         let budget = lender
             .timeout
             .min(deadline.saturating_duration_since(started));
-        let live = match lender.in_flight.try_acquire() {
-            Err(_) => Err("saturated"),
-            Ok(_permit) if budget.is_zero() => Err("timeout"),
-            Ok(_permit) => {
-                let query = CustomerQuery {
-                    nin,
-                    trace_id: &trace.trace_id,
-                    traceparent: trace.traceparent.as_deref(),
-                };
-                match tokio::time::timeout(budget, lender.adapter.fetch_customer(query)).await {
-                    Ok(Ok(loans)) => Ok(loans),
-                    Ok(Err(e)) => Err(e.outcome()),
-                    Err(_) => Err("timeout"),
+        let live = if let Some(hit) = self.cache.get(nin, lender.idx).await {
+            self.metrics
+                .cache_requests
+                .with_label_values(&["hit"])
+                .inc();
+            Ok(hit.as_ref().clone())
+        } else if budget.is_zero() {
+            Err("timeout")
+        } else {
+            // Identical lookups in flight share one call; each waits only as long
+            // as its own budget allows.
+            let shared =
+                self.cache
+                    .get_or_fetch(nin, lender.idx, self.call(lender, nin, budget, trace));
+            match tokio::time::timeout(budget, shared).await {
+                Ok((result, ran)) => {
+                    let kind = if ran { "miss" } else { "shared" };
+                    self.metrics.cache_requests.with_label_values(&[kind]).inc();
+                    result.map(|loans| loans.as_ref().clone())
                 }
+                Err(_) => Err("timeout"),
             }
         };
-        let call_time = started.elapsed();
-        let answer = match live {
+        match live {
             Ok(loans) => LenderAnswer {
                 lender: lender.idx,
                 source: Source::Live,
                 loans,
                 outcome: "ok",
-                elapsed: call_time,
+                elapsed: started.elapsed(),
             },
             Err(outcome) => {
                 let snapshot = tokio::time::timeout(
@@ -159,9 +184,39 @@ impl Lookup {
                     elapsed: started.elapsed(),
                 }
             }
+        }
+    }
+
+    /// One live call to the lender, within `budget` and its in-flight cap.
+    async fn call(
+        &self,
+        lender: &Lender,
+        nin: NationalId,
+        budget: std::time::Duration,
+        trace: &TraceContext,
+    ) -> Result<Vec<Loan>, &'static str> {
+        let started = Instant::now();
+        let result = match lender.in_flight.try_acquire() {
+            Err(_) => Err("saturated"),
+            Ok(_permit) => {
+                let query = CustomerQuery {
+                    nin,
+                    trace_id: &trace.trace_id,
+                    traceparent: trace.traceparent.as_deref(),
+                };
+                match tokio::time::timeout(budget, lender.adapter.fetch_customer(query)).await {
+                    Ok(Ok(loans)) => Ok(loans),
+                    Ok(Err(e)) => Err(e.outcome()),
+                    Err(_) => Err("timeout"),
+                }
+            }
+        };
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(o) => o,
         };
         self.metrics
-            .record_lender_call(&lender.id, answer.outcome, call_time);
-        answer
+            .record_lender_call(&lender.id, outcome, started.elapsed());
+        result
     }
 }

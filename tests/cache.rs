@@ -1,0 +1,111 @@
+//! The answer cache and in-flight sharing against the real broker and simulated
+//! lenders: identical concurrent lookups cost one call per lender (and every one
+//! is still recorded), a cached answer is reused, and a push drops it.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Fixture, Options, client, fi_token};
+use gjeldsbro_loadtest::sim::{Behaviour, Fault, Latency};
+use serde_json::json;
+
+async fn search(url: &str, ssn: &str) -> (u16, String) {
+    let r = client()
+        .post(format!("{url}/api/rest/v2/debt/search"))
+        .bearer_auth(fi_token())
+        .json(&json!({"ssn": ssn, "referenceID": "cache"}))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_concurrent_identical_lookups_cost_one_call_per_lender() {
+    let fx = Fixture::new(Options::default()).await;
+    let b = fx.broker().await;
+    let person = fx.persons_with_lenders(2)[0].clone();
+    let lenders = fx.indexed_lenders(&person);
+    // Slow lenders, so the 50 lookups overlap in flight.
+    for &l in &lenders {
+        fx.sim(l).set_behaviour(Behaviour {
+            latency: Latency::Fixed { ms: 200 },
+            ..Behaviour::default()
+        });
+    }
+    let url = Arc::new(b.url.clone());
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let (url, person) = (url.clone(), person.clone());
+            tokio::spawn(async move { search(&url, &person).await })
+        })
+        .collect();
+    let mut bodies = Vec::new();
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        assert_eq!(status, 200);
+        bodies.push(body);
+    }
+    for &l in &lenders {
+        assert_eq!(fx.sim(l).calls_for(&person), 1, "lender {l}");
+    }
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "every lookup got the same answer"
+    );
+    // Shared, not skipped: every lookup was still recorded.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", fx.db_path.display()))
+        .await
+        .unwrap();
+    let recorded: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM disclosures WHERE reference_id = 'cache'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(recorded, 50);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cached_answer_is_reused_until_a_push_drops_it() {
+    let fx = Fixture::new(Options::default()).await;
+    let b = fx.broker().await;
+    let person = fx.persons_at(0)[0].clone();
+    assert_eq!(search(&b.url, &person).await.0, 200);
+    assert_eq!(search(&b.url, &person).await.0, 200);
+    assert_eq!(
+        fx.sim(0).calls_for(&person),
+        1,
+        "the second lookup reused the answer"
+    );
+
+    // The lender pushes a new loan; its live API now fails, so the next lookup
+    // shows the new loan only if the cached answer was dropped.
+    let body = json!({"providerID": format!("9908:{}", fx.specs[0].org_no), "customers": [{
+        "customerID": person, "financialInstitutionID": fx.specs[0].org_no,
+        "loans": [{"type": "chargeCard", "accountID": "NEW-1", "coBorrower": 0,
+                   "interestBearingBalance": 77_700, "nonInterestBearingBalance": 0}]}]});
+    b.state
+        .ingestor
+        .push(
+            &fx.specs[0].org_no,
+            std::io::Cursor::new(serde_json::to_vec(&body).unwrap()),
+        )
+        .await
+        .unwrap();
+    fx.sim(0).set_behaviour(Behaviour {
+        fault: Fault::Status500,
+        ..Behaviour::default()
+    });
+    let (status, answer) = search(&b.url, &person).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        fx.sim(0).calls_for(&person),
+        2,
+        "the push dropped the cached answer"
+    );
+    assert!(
+        answer.contains("77700"),
+        "the pushed loan is shown: {answer}"
+    );
+}
