@@ -53,6 +53,8 @@ pub struct AppState {
     pub ingestor: Arc<Ingestor>,
     pub metrics: Arc<Metrics>,
     pub hasher: NinHasher,
+    /// Per-organisation request quotas.
+    pub limits: crate::http::ratelimit::ClientLimits,
     pub index_loaded: AtomicBool,
     /// The store's newest change when the index was built; followed from there.
     pub changes_from: i64,
@@ -104,6 +106,7 @@ impl AppState {
             ingestor,
             metrics,
             hasher,
+            limits: crate::http::ratelimit::ClientLimits::new(&config.clients),
             index_loaded: AtomicBool::new(true),
             changes_from,
             changes_wake: Arc::new(tokio::sync::Notify::new()),

@@ -26,6 +26,7 @@ pub struct Metrics {
     pub disclosure_failures: IntCounterVec,
     pub deliveries: IntCounterVec,
     pub cache_requests: IntCounterVec,
+    pub rate_limited: IntCounterVec,
     pub build_info: IntGaugeVec,
 }
 
@@ -109,6 +110,14 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "gjeldsbro_rate_limited_requests_total",
+                "Requests refused with 429, by client organisation",
+            ),
+            &["client"],
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new("gjeldsbro_build_info", "Build information"),
             &["version"],
@@ -128,6 +137,7 @@ impl Metrics {
             Box::new(disclosure_failures.clone()),
             Box::new(deliveries.clone()),
             Box::new(cache_requests.clone()),
+            Box::new(rate_limited.clone()),
             Box::new(build_info.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -144,6 +154,7 @@ impl Metrics {
             disclosure_failures,
             deliveries,
             cache_requests,
+            rate_limited,
             build_info,
         }
     }

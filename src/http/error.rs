@@ -18,6 +18,8 @@ pub struct ApiError {
     pub description: String,
     /// Seconds for a `Retry-After` header.
     pub retry_after: Option<u64>,
+    /// The quota behind a `429`, for the `RateLimit-*` headers.
+    pub quota: Option<u32>,
 }
 
 impl ApiError {
@@ -27,7 +29,20 @@ impl ApiError {
             error,
             description: description.into(),
             retry_after: None,
+            quota: None,
         }
+    }
+
+    /// `429`: the organisation is over its quota.
+    pub fn over_quota(limit: u32, retry_after_secs: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            format!("over the quota of {limit} requests per second; retry later"),
+        );
+        e.retry_after = Some(retry_after_secs);
+        e.quota = Some(limit);
+        e
     }
 
     pub fn bad_request(description: impl Into<String>) -> Self {
@@ -105,6 +120,18 @@ impl ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(limit) = self.quota {
+            let h = response.headers_mut();
+            h.insert("ratelimit-limit", HeaderValue::from(limit));
+            h.insert("ratelimit-remaining", HeaderValue::from(0u32));
+            h.insert(
+                "ratelimit-reset",
+                HeaderValue::from(self.retry_after.unwrap_or(1)),
+            );
+            if let Ok(policy) = HeaderValue::from_str(&format!("{limit};w=1")) {
+                h.insert("ratelimit-policy", policy);
+            }
         }
         response
     }

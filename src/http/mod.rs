@@ -5,6 +5,7 @@
 mod delivery;
 pub mod error;
 mod ops;
+pub mod ratelimit;
 mod search;
 pub mod trace;
 
@@ -55,7 +56,14 @@ pub(crate) fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Caller
             ))
         })?),
     };
-    Ok(app.auth.authenticate(authorization)?)
+    let caller = app.auth.authenticate(authorization)?;
+    if let Some(org) = &caller.org_no
+        && let Err(over) = app.limits.check(org)
+    {
+        app.metrics.rate_limited.with_label_values(&[org]).inc();
+        return Err(ApiError::over_quota(over.limit, over.retry_after_secs));
+    }
+    Ok(caller)
 }
 
 /// Authenticates an organisation token and checks that the organisation holds one
