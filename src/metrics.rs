@@ -27,6 +27,7 @@ pub struct Metrics {
     pub deliveries: IntCounterVec,
     pub cache_requests: IntCounterVec,
     pub rate_limited: IntCounterVec,
+    pub circuit_state: IntGaugeVec,
     pub build_info: IntGaugeVec,
 }
 
@@ -118,6 +119,14 @@ impl Metrics {
             &["client"],
         )
         .expect("valid metric");
+        let circuit_state = IntGaugeVec::new(
+            Opts::new(
+                "gjeldsbro_lender_circuit_state",
+                "Each lender's circuit breaker: 0 closed, 1 open, 2 half-open (probing)",
+            ),
+            &["lender"],
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new("gjeldsbro_build_info", "Build information"),
             &["version"],
@@ -138,6 +147,7 @@ impl Metrics {
             Box::new(deliveries.clone()),
             Box::new(cache_requests.clone()),
             Box::new(rate_limited.clone()),
+            Box::new(circuit_state.clone()),
             Box::new(build_info.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -155,6 +165,7 @@ impl Metrics {
             deliveries,
             cache_requests,
             rate_limited,
+            circuit_state,
             build_info,
         }
     }

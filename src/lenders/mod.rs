@@ -10,8 +10,11 @@ use gjeldsbro_adapter::LenderAdapter;
 use gjeldsbro_api_debt_fi::{ApiDebtFi, ApiDebtFiConfig};
 use tokio::sync::Semaphore;
 
+pub mod breaker;
+
 use crate::config::{Config, LenderConfig};
 use crate::index::LenderIdx;
+use breaker::{Breaker, BreakerSettings};
 
 /// Default concurrent calls per lender when the config names none.
 const DEFAULT_MAX_IN_FLIGHT: u32 = 32;
@@ -44,6 +47,8 @@ pub struct Lender {
     /// Bounds calls in flight; a call that cannot get a permit at once goes to the
     /// snapshot instead of queueing behind a slow lender.
     pub in_flight: Semaphore,
+    /// Opens on repeated failures: calls then go straight to the snapshot.
+    pub breaker: Breaker,
 }
 
 impl Lender {
@@ -68,6 +73,7 @@ impl Lender {
             pull_at: None,
             adapter,
             in_flight: Semaphore::new(DEFAULT_MAX_IN_FLIGHT as usize),
+            breaker: Breaker::new(BreakerSettings::default()),
         }
     }
 }
@@ -107,6 +113,7 @@ impl Lenders {
                 in_flight: Semaphore::new(
                     lc.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT).max(1) as usize
                 ),
+                breaker: Breaker::new(BreakerSettings::default()),
             });
         }
         Ok(Self::from_list(list))

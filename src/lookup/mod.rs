@@ -14,6 +14,7 @@ use gjeldsbro_adapter::{CustomerQuery, Loan};
 use tokio::time::Instant;
 
 use crate::index::{Index, LenderIdx};
+use crate::lenders::breaker::Admission;
 use crate::lenders::{Lender, Lenders};
 use crate::metrics::Metrics;
 use crate::nin::NationalId;
@@ -197,18 +198,34 @@ impl Lookup {
     ) -> Result<Vec<Loan>, &'static str> {
         let started = Instant::now();
         let result = match lender.in_flight.try_acquire() {
+            // Our own cap, not the lender's failure: the breaker is not asked.
             Err(_) => Err("saturated"),
             Ok(_permit) => {
-                let query = CustomerQuery {
-                    nin,
-                    trace_id: &trace.trace_id,
-                    traceparent: trace.traceparent.as_deref(),
+                let admission = lender.breaker.admit();
+                let result = if admission == Admission::Rejected {
+                    Err("circuit_open")
+                } else {
+                    let query = CustomerQuery {
+                        nin,
+                        trace_id: &trace.trace_id,
+                        traceparent: trace.traceparent.as_deref(),
+                    };
+                    let result =
+                        match tokio::time::timeout(budget, lender.adapter.fetch_customer(query))
+                            .await
+                        {
+                            Ok(Ok(loans)) => Ok(loans),
+                            Ok(Err(e)) => Err(e.outcome()),
+                            Err(_) => Err("timeout"),
+                        };
+                    lender.breaker.record(admission, result.is_ok());
+                    result
                 };
-                match tokio::time::timeout(budget, lender.adapter.fetch_customer(query)).await {
-                    Ok(Ok(loans)) => Ok(loans),
-                    Ok(Err(e)) => Err(e.outcome()),
-                    Err(_) => Err("timeout"),
-                }
+                self.metrics
+                    .circuit_state
+                    .with_label_values(&[&lender.id])
+                    .set(lender.breaker.state() as i64);
+                result
             }
         };
         let outcome = match &result {
