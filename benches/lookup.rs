@@ -8,6 +8,9 @@
 //!   failing over to its SQLite snapshot. The `*_cpu` variants report process CPU
 //!   time (all threads, so SQLite's worker threads count) instead of wall time.
 //!
+//! * `auth/*`: bearer-token checks: an ES256 token seen for the first time (full
+//!   signature and claims verification) and one already verified (remembered).
+//!
 //! Run: `cargo bench --bench lookup -- --warm-up-time 1 --measurement-time 3`
 
 use std::collections::HashSet;
@@ -538,11 +541,73 @@ fn bench_pipeline(c: &mut Criterion) {
     drop(dir);
 }
 
+fn bench_auth(c: &mut Criterion) {
+    use gjeldsbro::auth::Authenticator;
+    use gjeldsbro::auth::devtoken::{DEV_KID, DevClaims, mint};
+    use gjeldsbro::config::{AuthConfig, ClientConfig, Role};
+
+    const ISS: &str = "https://maskinporten.bench";
+    const AUD: &str = "gjeldsbro-bench";
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let jwks = root.join("config/dev-jwks.json");
+    let key = std::fs::read(root.join("config/dev-signing-key.pem")).expect("dev key");
+    let auth = Authenticator::new(
+        &AuthConfig {
+            issuer: ISS.into(),
+            audience: AUD.into(),
+            jwks_file: jwks.clone(),
+            leeway_secs: 30,
+        },
+        &jwks,
+        &[ClientConfig {
+            org_no: "910000001".into(),
+            name: "Bench Bank ASA".into(),
+            roles: vec![Role::FinancialInstitution],
+            requests_per_second: None,
+            embed_origins: Vec::new(),
+        }],
+        POLICY,
+    )
+    .expect("authenticator");
+    let token = || {
+        let t = mint(
+            &key,
+            DEV_KID,
+            ISS,
+            AUD,
+            DevClaims {
+                org_no: Some("910000001".into()),
+                scopes: vec!["debt.search".into()],
+                pid: None,
+                ttl_secs: 3600,
+            },
+        )
+        .expect("mint");
+        format!("Bearer {t}")
+    };
+    let mut g = c.benchmark_group("auth");
+    // A fresh token each time (minting is setup, not measured): the full check.
+    g.bench_function("es256_first_sight", |b| {
+        b.iter_batched(
+            token,
+            |t| black_box(auth.authenticate(Some(&t)).expect("valid")),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    let remembered = token();
+    auth.authenticate(Some(&remembered)).expect("valid");
+    g.bench_function("es256_remembered", |b| {
+        b.iter(|| black_box(auth.authenticate(Some(&remembered)).expect("valid")))
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     bench_nin,
     bench_index,
     bench_answer,
-    bench_pipeline
+    bench_pipeline,
+    bench_auth
 );
 criterion_main!(benches);

@@ -42,6 +42,8 @@ pub enum StartError {
     },
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// The broker's shared state.
@@ -55,17 +57,26 @@ pub struct AppState {
     pub hasher: NinHasher,
     /// Per-organisation request quotas.
     pub limits: crate::http::ratelimit::ClientLimits,
+    /// Broker-wide load shedding for the API routes.
+    pub overload: Arc<crate::http::overload::Overload>,
     pub index_loaded: AtomicBool,
     /// The store's newest change when the index was built; followed from there.
     pub changes_from: i64,
     /// Wakes the change follower early (a store notification arrived).
     pub changes_wake: Arc<tokio::sync::Notify>,
+    /// The listener's TLS config when `[tls]` is set (else plain HTTP).
+    pub tls: Option<Arc<crate::tls::ServerTls>>,
 }
 
 impl AppState {
     /// Opens the store, builds lenders and the index, starts the disclosure writer.
     pub async fn build(config: Config) -> Result<Arc<AppState>, StartError> {
         let jwks = config.resolve(&config.auth.jwks_file);
+        // First: a bad certificate should stop the start before anything else runs.
+        let tls = match &config.tls {
+            Some(t) => Some(Arc::new(crate::tls::ServerTls::load(&config, t)?)),
+            None => None,
+        };
         let auth = Authenticator::new(&config.auth, &jwks, &config.clients, config.id_policy())?;
         let store = store::open(&config.store.url).await?;
         let removed = store.clean_up().await?;
@@ -85,10 +96,41 @@ impl AppState {
             "index built"
         );
         let index = Arc::new(Index::new(snapshot));
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::with_buckets(
+            config
+                .metrics
+                .duration_buckets
+                .as_deref()
+                .unwrap_or_default(),
+        ));
+        let lender_ids: Vec<&str> = lenders.iter().map(|l| l.id.as_str()).collect();
+        let client_orgs: Vec<&str> = config.clients.iter().map(|c| c.org_no.as_str()).collect();
+        metrics.prime(&lender_ids, &client_orgs);
+        if let Ok(datasets) = store.datasets().await {
+            metrics.set_datasets(&datasets, time::OffsetDateTime::now_utc().unix_timestamp());
+        }
+        if let Ok(deliveries) = store.deliveries(1_000).await {
+            metrics.set_deliveries(&deliveries);
+        }
+        for l in lenders.iter() {
+            l.calls.count_into(crate::lenders::calls::ExtraCalls {
+                retries: metrics.extra_calls.with_label_values(&[&l.id, "retry"]),
+                hedges: metrics.extra_calls.with_label_values(&[&l.id, "hedge"]),
+            });
+        }
+        if let Some(tls) = &tls {
+            tls.register_metrics(&metrics);
+        }
         let hasher = NinHasher::new(config.log_hash_key.as_deref())?;
-        let disclosures = DisclosureLog::start(store.clone());
-        let cache = Arc::new(AnswerCache::new(&config.cache, lenders.len()));
+        let disclosures = DisclosureLog::start_timed(
+            store.clone(),
+            Some(metrics.disclosure_write_duration.clone()),
+        );
+        let cache = Arc::new(AnswerCache::counted(
+            &config.cache,
+            lenders.len(),
+            Some(metrics.cache_evictions.clone()),
+        ));
         let ingestor = Arc::new(
             Ingestor::new(
                 store.clone(),
@@ -99,6 +141,7 @@ impl AppState {
             .with_metrics(metrics.clone())
             .with_cache(cache.clone()),
         );
+        let overload = crate::http::overload::Overload::new(&config.overload, metrics.clone());
         Ok(Arc::new(AppState {
             auth,
             lookup: Lookup::new(index, lenders, store, metrics.clone(), cache),
@@ -107,9 +150,11 @@ impl AppState {
             metrics,
             hasher,
             limits: crate::http::ratelimit::ClientLimits::new(&config.clients),
+            overload,
             index_loaded: AtomicBool::new(true),
             changes_from,
             changes_wake: Arc::new(tokio::sync::Notify::new()),
+            tls,
             config,
         }))
     }
@@ -152,6 +197,9 @@ pub async fn serve(
         state.changes_wake.clone(),
         stop_rx.clone(),
     ));
+    if let Some(tls) = &state.tls {
+        tokio::spawn(tls.clone().watch(stop_rx.clone()));
+    }
     tokio::spawn(crate::ingest::schedule::run_scheduled_pulls(
         state.ingestor.clone(),
         state.lookup.lenders.clone(),
@@ -159,9 +207,14 @@ pub async fn serve(
         stop_rx,
     ));
     let app = crate::http::router(state.clone());
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = match &state.tls {
+        Some(tls) => crate::tls::serve_tls(listener, app, tls.clone(), shutdown).await,
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
     let _ = stop_tx.send(true);
     state.index_loaded.store(false, Ordering::Release);
     result.map_err(StartError::Serve)
@@ -172,7 +225,8 @@ pub async fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error + S
     let config = Config::load(config_path)?;
     let state = AppState::build(config).await?;
     let listener = bind(&state.config).await?;
-    tracing::info!(listen = %state.config.listen, lenders = state.lookup.lenders.len(), "gjeldsbro serving");
+    tracing::info!(listen = %state.config.listen, lenders = state.lookup.lenders.len(),
+        tls = state.tls.is_some(), "gjeldsbro serving");
     serve(state, listener, shutdown_signal()).await?;
     Ok(())
 }

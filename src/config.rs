@@ -50,6 +50,27 @@ pub struct Config {
     /// The in-memory cache of lender answers.
     #[serde(default)]
     pub cache: CacheConfig,
+    /// Load shedding: concurrency, queue and queue wait for the API routes.
+    #[serde(default)]
+    pub overload: OverloadConfig,
+    /// TLS on the listener (see `crate::tls`); without it, plain HTTP.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsConfig>,
+    /// The broker's certificate and trusted CAs towards lenders (mTLS).
+    #[serde(default)]
+    pub lender_tls: Option<crate::tls::LenderTlsConfig>,
+    /// How long disclosure records are kept (`gjeldsbro purge`).
+    #[serde(default)]
+    pub retention: RetentionConfig,
+    /// Histogram buckets of the `/metrics` output.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// What `/readyz` requires beyond a reachable store and a loaded index.
+    #[serde(default)]
+    pub readiness: ReadinessConfig,
+    /// Where copy letters get names and postal addresses (`gjeldsbro letters`).
+    #[serde(default)]
+    pub population_register: Option<PopulationRegisterConfig>,
     /// The directory the config file was read from; relative paths resolve against
     /// the working directory first, then this.
     #[serde(skip)]
@@ -78,11 +99,123 @@ impl Default for CacheConfig {
     }
 }
 
+/// `[metrics]`: the buckets of the duration histograms, in seconds.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Upper bounds of the duration histograms (request, lender call, overhead,
+    /// disclosure write), strictly increasing. Absent: 0.5 ms to 60 s, which
+    /// covers sub-millisecond broker work up to the longest maxTimeToWait.
+    #[serde(default)]
+    pub duration_buckets: Option<Vec<f64>>,
+}
+
+/// `[readiness]`: when the broker stops calling itself ready.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadinessConfig {
+    /// The oldest a lender's snapshot may be, in hours, before `/readyz` says
+    /// not ready (default 36: a daily delivery may be late by half a day before
+    /// fallbacks start answering with data too old to stand behind). A lender
+    /// with no dataset at all does not count: a lender may be live-only, and a
+    /// new one has none until its first delivery. 0 turns the rule off.
+    #[serde(default = "default_max_snapshot_age_hours")]
+    pub max_snapshot_age_hours: u64,
+}
+
+impl Default for ReadinessConfig {
+    fn default() -> Self {
+        ReadinessConfig {
+            max_snapshot_age_hours: default_max_snapshot_age_hours(),
+        }
+    }
+}
+
+fn default_max_snapshot_age_hours() -> u64 {
+    36
+}
+
+/// Load shedding for the API routes as a whole.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverloadConfig {
+    /// API requests running at once (default 512).
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent: usize,
+    /// Requests waiting for a turn beyond those (default 512).
+    #[serde(default = "default_max_queued")]
+    pub max_queued: usize,
+    /// The longest a request waits for a turn, in ms (default 500).
+    #[serde(default = "default_max_queue_wait_ms")]
+    pub max_queue_wait_ms: u64,
+}
+
+impl Default for OverloadConfig {
+    fn default() -> Self {
+        OverloadConfig {
+            max_concurrent: default_max_concurrent(),
+            max_queued: default_max_queued(),
+            max_queue_wait_ms: default_max_queue_wait_ms(),
+        }
+    }
+}
+
+fn default_max_concurrent() -> usize {
+    512
+}
+fn default_max_queued() -> usize {
+    512
+}
+fn default_max_queue_wait_ms() -> u64 {
+    500
+}
+
 fn default_cache_ttl_ms() -> u64 {
     30_000
 }
 fn default_cache_max_bytes() -> u64 {
     64 * 1024 * 1024
+}
+
+/// Retention of the disclosure log. Consent records are kept two years after
+/// they end, by law and not by configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Days a disclosure record is kept (default 3650, ten years; at least 365,
+    /// so a slip of the pen cannot wipe the log).
+    #[serde(default = "default_disclosure_days")]
+    pub disclosure_days: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            disclosure_days: default_disclosure_days(),
+        }
+    }
+}
+
+fn default_disclosure_days() -> u32 {
+    3650
+}
+
+/// The least `disclosure_days` accepted.
+pub const MIN_DISCLOSURE_DAYS: u32 = 365;
+
+/// The population register adapter that names and addresses copy letters.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PopulationRegisterConfig {
+    pub kind: PopulationRegisterKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PopulationRegisterKind {
+    /// Made-up names and addresses derived from the id (demo and tests; only
+    /// with `accept_synthetic_ids`).
+    Synthetic,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -123,6 +256,11 @@ pub struct ClientConfig {
     /// This client's quota in requests per second (default 100).
     #[serde(default)]
     pub requests_per_second: Option<u32>,
+    /// Origins (`https://host[:port]`) allowed to frame the embedded debt page
+    /// for this partner (`Content-Security-Policy: frame-ancestors`). Empty: the
+    /// page is not served for this client.
+    #[serde(default)]
+    pub embed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -143,10 +281,44 @@ pub struct LenderConfig {
     /// Concurrent calls at most.
     #[serde(default)]
     pub max_in_flight: Option<u32>,
+    /// Retries of a call that failed to connect, was reset, or got 502/503/504
+    /// (default 2), within the lender's timeout.
+    #[serde(default)]
+    pub max_retries: Option<u32>,
+    /// Retries may add at most this percentage of calls (default 20).
+    #[serde(default)]
+    pub retry_budget_percent: Option<f32>,
+    /// Sends a second call when the first is slower than `hedge_percentile` of
+    /// recent calls (default off).
+    #[serde(default)]
+    pub hedge: bool,
+    /// The latency percentile after which a hedge goes (default 95).
+    #[serde(default)]
+    pub hedge_percentile: Option<f32>,
+    /// Hedges may add at most this percentage of calls (default 10).
+    #[serde(default)]
+    pub hedge_budget_percent: Option<f32>,
+    /// Consecutive failures that open the circuit breaker (default 5).
+    #[serde(default)]
+    pub breaker_failures: Option<u32>,
+    /// How long the breaker stays open before its first probe, in ms (default
+    /// 1000; doubles after each failed probe, up to 30 s or this, if larger).
+    #[serde(default)]
+    pub breaker_backoff_ms: Option<u64>,
     /// When to pull the daily dataset, `HH:MM` Europe/Oslo time (never before
     /// 05:00 UTC). Without it the broker does not pull this lender on its own.
     #[serde(default)]
     pub pull_at: Option<String>,
+    /// The certificate chain and key the broker presents to this lender (PEM;
+    /// overrides `[lender_tls]`).
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
+    /// CAs trusted for this lender's server certificate, instead of the system
+    /// roots (PEM bundle; overrides `[lender_tls]`).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 fn default_max_body_bytes() -> usize {
@@ -194,6 +366,17 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), ConfigError> {
+        if let Some(b) = &self.metrics.duration_buckets {
+            // The prometheus crate refuses (and we would have to panic on) any
+            // other shape, so it is refused here, at start, with a reason.
+            let increasing = b.windows(2).all(|w| w[0] < w[1]);
+            if b.is_empty() || !increasing || b.iter().any(|x| !x.is_finite() || *x <= 0.0) {
+                return Err(ConfigError::Invalid(
+                    "metrics.duration_buckets must be positive, finite and strictly increasing"
+                        .into(),
+                ));
+            }
+        }
         let mut ids = HashSet::new();
         let mut orgs = HashSet::new();
         for l in &self.lenders {
@@ -229,6 +412,27 @@ impl Config {
                     l.id
                 )));
             }
+            let percent = |v: Option<f32>, lo: f32, hi: f32| v.is_none_or(|p| p >= lo && p <= hi);
+            if !percent(l.retry_budget_percent, 0.0, 1000.0)
+                || !percent(l.hedge_budget_percent, 0.0, 1000.0)
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "lender {:?}: budget percentages must be 0 to 1000",
+                    l.id
+                )));
+            }
+            if l.breaker_failures == Some(0) || l.breaker_backoff_ms == Some(0) {
+                return Err(ConfigError::Invalid(format!(
+                    "lender {:?}: breaker_failures and breaker_backoff_ms must be > 0",
+                    l.id
+                )));
+            }
+            if !percent(l.hedge_percentile, 1.0, 99.99) {
+                return Err(ConfigError::Invalid(format!(
+                    "lender {:?}: hedge_percentile must be 1 to 99.99",
+                    l.id
+                )));
+            }
         }
         let mut clients = HashSet::new();
         for c in &self.clients {
@@ -244,11 +448,35 @@ impl Config {
                     c.name
                 )));
             }
+            if let Some(bad) = c.embed_origins.iter().find(|o| !is_embed_origin(o)) {
+                return Err(ConfigError::Invalid(format!(
+                    "client {:?}: embed origin {bad:?} must be https://host[:port] \
+                     (http only for localhost or 127.0.0.1), without path",
+                    c.name
+                )));
+            }
+        }
+        if self.retention.disclosure_days < MIN_DISCLOSURE_DAYS {
+            return Err(ConfigError::Invalid(format!(
+                "retention.disclosure_days must be at least {MIN_DISCLOSURE_DAYS}"
+            )));
+        }
+        if self
+            .population_register
+            .as_ref()
+            .is_some_and(|p| p.kind == PopulationRegisterKind::Synthetic)
+            && !self.accept_synthetic_ids
+        {
+            // Made-up addresses on letters to real persons would be a breach.
+            return Err(ConfigError::Invalid(
+                "population_register kind \"synthetic\" needs accept_synthetic_ids = true".into(),
+            ));
         }
         if self.max_body_bytes == 0 || self.max_lender_answer_bytes == 0 || self.max_push_bytes == 0
         {
             return Err(ConfigError::Invalid("size limits must be > 0".into()));
         }
+        crate::tls::config::check(self)?;
         Ok(())
     }
 
@@ -285,6 +513,32 @@ impl Config {
 /// A Norwegian organisation number: nine digits.
 pub fn is_org_no(s: &str) -> bool {
     s.len() == 9 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// An origin a partner's page is served from: a scheme and a host (and port),
+/// nothing else, so it can go into a CSP header as is. Plain http only for the
+/// loopback host (development and tests).
+pub fn is_embed_origin(s: &str) -> bool {
+    let (secure, rest) = if let Some(r) = s.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = s.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return false;
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (rest, None),
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && !host.starts_with('.')
+        && !host.ends_with('.');
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.parse::<u16>().is_ok());
+    host_ok && port_ok && (secure || host == "localhost" || host == "127.0.0.1")
 }
 
 #[cfg(test)]
@@ -326,6 +580,36 @@ max_in_flight = 32
     }
 
     #[test]
+    fn the_shipped_configs_parse() {
+        for file in ["config/example.toml", "config/demo.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+            if let Err(e) = Config::load(&path) {
+                panic!("{file}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn metrics_buckets_and_readiness() {
+        let c = Config::parse(EXAMPLE).unwrap();
+        assert_eq!(c.readiness.max_snapshot_age_hours, 36);
+        assert!(c.metrics.duration_buckets.is_none());
+        let ok = format!("{EXAMPLE}\n[metrics]\nduration_buckets = [0.01, 0.1, 1.0]\n");
+        assert_eq!(
+            Config::parse(&ok).unwrap().metrics.duration_buckets,
+            Some(vec![0.01, 0.1, 1.0])
+        );
+        // Each of these would make the prometheus crate refuse the histogram.
+        for bad in ["[]", "[0.1, 0.1]", "[1.0, 0.5]", "[0.0, 1.0]", "[-1.0]"] {
+            let text = format!("{EXAMPLE}\n[metrics]\nduration_buckets = {bad}\n");
+            assert!(
+                matches!(Config::parse(&text), Err(ConfigError::Invalid(_))),
+                "{bad} refused"
+            );
+        }
+    }
+
+    #[test]
     fn duplicates_and_bad_org_numbers_are_refused() {
         let dup = EXAMPLE.to_string() + &EXAMPLE[EXAMPLE.find("[[lenders]]").unwrap()..];
         assert!(matches!(Config::parse(&dup), Err(ConfigError::Invalid(_))));
@@ -336,5 +620,101 @@ max_in_flight = 32
             Config::parse(&unknown_key),
             Err(ConfigError::Parse { .. })
         ));
+    }
+
+    #[test]
+    fn embed_origins_are_bare_origins() {
+        for ok in [
+            "https://nettbank.example",
+            "https://nettbank.example:8443",
+            "http://127.0.0.1:9000",
+            "http://localhost",
+        ] {
+            assert!(is_embed_origin(ok), "{ok}");
+        }
+        for bad in [
+            "http://nettbank.example",
+            "https://nettbank.example/",
+            "https://*.example",
+            "https://a.example; script-src *",
+            "nettbank.example",
+            "https://",
+            "https://a.example:99999",
+        ] {
+            assert!(!is_embed_origin(bad), "{bad}");
+        }
+        let with = EXAMPLE.replace(
+            "requests_per_second = 100\n",
+            "requests_per_second = 100\nembed_origins = [\"https://bank.example\"]\n",
+        );
+        assert_eq!(
+            Config::parse(&with).unwrap().clients[0].embed_origins,
+            vec!["https://bank.example"]
+        );
+        let bad = with.replace("https://bank.example", "https://bank.example/x");
+        assert!(matches!(Config::parse(&bad), Err(ConfigError::Invalid(_))));
+    }
+
+    #[test]
+    fn retention_and_population_register() {
+        let c = Config::parse(EXAMPLE).unwrap();
+        assert_eq!(c.retention.disclosure_days, 3650);
+        assert!(c.population_register.is_none());
+        let short = format!("{EXAMPLE}\n[retention]\ndisclosure_days = 30\n");
+        assert!(matches!(
+            Config::parse(&short),
+            Err(ConfigError::Invalid(_))
+        ));
+        let synthetic = format!("{EXAMPLE}\n[population_register]\nkind = \"synthetic\"\n");
+        assert!(matches!(
+            Config::parse(&synthetic),
+            Err(ConfigError::Invalid(_))
+        ));
+        let demo = synthetic.replace(
+            "accept_synthetic_ids = false",
+            "accept_synthetic_ids = true",
+        );
+        assert_eq!(
+            Config::parse(&demo)
+                .unwrap()
+                .population_register
+                .unwrap()
+                .kind,
+            PopulationRegisterKind::Synthetic
+        );
+        let unknown = format!("{EXAMPLE}\n[population_register]\nkind = \"folkeregisteret\"\n");
+        assert!(Config::parse(&unknown).is_err());
+    }
+
+    #[test]
+    fn retry_and_hedge_settings_are_checked() {
+        let with = |extra: &str| {
+            EXAMPLE.replace(
+                "max_in_flight = 32\n",
+                &format!("max_in_flight = 32\n{extra}\n"),
+            )
+        };
+        let c = Config::parse(&with(
+            "hedge = true\nhedge_percentile = 99\nmax_retries = 1",
+        ))
+        .unwrap();
+        assert!(c.lenders[0].hedge);
+        assert_eq!(c.lenders[0].hedge_percentile, Some(99.0));
+        assert_eq!(c.lenders[0].max_retries, Some(1));
+        assert!(
+            !Config::parse(EXAMPLE).unwrap().lenders[0].hedge,
+            "off by default"
+        );
+        for bad in [
+            "hedge_percentile = 100",
+            "hedge_percentile = 0",
+            "retry_budget_percent = -1",
+            "hedge_budget_percent = 5000",
+        ] {
+            assert!(
+                matches!(Config::parse(&with(bad)), Err(ConfigError::Invalid(_))),
+                "{bad}"
+            );
+        }
     }
 }

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use gjeldsbro::audit::retention::{PurgeReport, RetentionError};
+use gjeldsbro::audit::verify::{Anchor, Verdict};
 use gjeldsbro::cli::{self, CliError, DevTokenArgs, demo};
 use gjeldsbro::config::Config;
 use gjeldsbro::ingest::IngestError;
@@ -59,6 +61,32 @@ enum Command {
         #[arg(long)]
         lender: String,
     },
+    /// The disclosure log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Delete disclosure records past the retention period (after verifying them
+    /// and storing a checkpoint) and consent records two years after they ended.
+    Purge {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Verify and count only; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Make the copy letters (one PDF per person) for a day's disclosures the
+    /// broker owes a letter for, and the manifest for the print provider.
+    Letters {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The day (Europe/Oslo), `YYYY-MM-DD`; default yesterday.
+        #[arg(long)]
+        date: Option<String>,
+        /// Where the PDFs and the manifest go.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Mint a token signed with the dev key (dev and demo configs trust it).
     DevToken {
         /// Config whose issuer and audience the token carries.
@@ -78,6 +106,20 @@ enum Command {
         /// The PEM private key (default: the committed dev key).
         #[arg(long)]
         key: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of the whole disclosure log; exit 0 if intact, 2
+    /// naming the first bad record if not.
+    Verify {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// A head saved from an earlier run (`SEQ:HASH`, as the summary prints
+        /// it): also catches records cut off the end.
+        #[arg(long)]
+        anchor: Option<Anchor>,
     },
 }
 
@@ -174,6 +216,49 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(e) => return Err(e.into()),
             }
         }
+        Command::Audit {
+            command: AuditCommand::Verify { config, anchor },
+        } => match cli::audit::audit_verify(&config, anchor).await? {
+            Verdict::Intact(summary) => println!("{summary}"),
+            Verdict::Broken(b) => {
+                println!("BROKEN: {b}");
+                return Ok(ExitCode::from(2));
+            }
+        },
+        Command::Purge { config, dry_run } => match cli::audit::purge(&config, dry_run).await {
+            Ok(report) => print_purge(&report),
+            Err(CliError::Retention(RetentionError::Broken(b))) => {
+                println!("BROKEN: {b}; nothing was purged (run `gjeldsbro audit verify`)");
+                return Ok(ExitCode::from(2));
+            }
+            Err(e) => return Err(e.into()),
+        },
+        Command::Letters { config, date, out } => {
+            let r = cli::letters::letters(&config, date.as_deref(), &out).await?;
+            if r.resumed_batches > 0 {
+                println!(
+                    "completed {} batch(es) an earlier run left unfinished",
+                    r.resumed_batches
+                );
+            }
+            match &r.manifest {
+                Some(m) => println!(
+                    "{}: {} letters covering {} disclosures in {}, manifest {m}",
+                    r.day,
+                    r.letters,
+                    r.disclosures,
+                    out.display()
+                ),
+                None => println!("{}: no disclosures left to letter", r.day),
+            }
+            if r.held_back_persons > 0 {
+                eprintln!(
+                    "held back: {} disclosures of {} persons without a postal address in the population register; they stay owed and the next run for {} tries again",
+                    r.held_back_disclosures, r.held_back_persons, r.day
+                );
+                return Ok(ExitCode::from(3));
+            }
+        }
         Command::DevToken {
             config,
             org,
@@ -204,4 +289,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_purge(r: &PurgeReport) {
+    let verb = if r.dry_run { "would remove" } else { "removed" };
+    match &r.new_checkpoint {
+        Some(c) => println!(
+            "disclosures before {}: {} records verified, checkpoint at {c_seq}:{c_hash}",
+            r.disclosure_cutoff,
+            r.records_checkpointed,
+            c_seq = c.seq,
+            c_hash = c.hash
+        ),
+        None => println!(
+            "disclosures before {}: none left to checkpoint",
+            r.disclosure_cutoff
+        ),
+    }
+    if !r.dry_run {
+        println!(
+            "{verb} {} disclosure records and {} letters",
+            r.purged.disclosures, r.purged.letters
+        );
+        match r.consents {
+            Some(n) => println!(
+                "{verb} {n} consent records that ended before {}",
+                r.consent_cutoff
+            ),
+            None => println!("consents: no consent table in this store yet"),
+        }
+    }
 }

@@ -136,7 +136,7 @@ fn stats_of(people: &[PersonDebt]) -> SearchStats {
 /// What was disclosed about one person, for the record and the copy letter: each
 /// loan with its lender (the letter tells the person everything), and the number
 /// of lenders that could not answer.
-fn disclosed_summary(app: &AppState, merged: &crate::lookup::MergedDebt) -> String {
+pub(crate) fn disclosed_summary(app: &AppState, merged: &crate::lookup::MergedDebt) -> String {
     let loans: Vec<serde_json::Value> = merged
         .entries
         .iter()

@@ -43,8 +43,10 @@ impl LenderAdapter for Flaky {
     }
 }
 
-#[tokio::test]
-async fn the_breaker_opens_waits_probes_once_and_closes() {
+/// A lookup over one lender (`adapter`) holding one person, with the cache off.
+async fn lookup_over(
+    adapter: Arc<dyn LenderAdapter>,
+) -> (Lookup, Arc<Lenders>, NationalId, tempfile::TempDir) {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let nin = NationalId::parse(
         &(100..200)
@@ -53,17 +55,13 @@ async fn the_breaker_opens_waits_probes_once_and_closes() {
         IdPolicy::SYNTHETIC_OK,
     )
     .unwrap();
-    let adapter = Arc::new(Flaky {
-        calls: AtomicU64::new(0),
-        failing: AtomicBool::new(true),
-    });
     let lender = Lender::with_adapter(
         0,
         "lender-0",
         "920000001",
         "L0",
         Duration::from_millis(300),
-        adapter.clone(),
+        adapter,
     );
     let lenders = Arc::new(Lenders::from_list(vec![lender]));
     let mut b = IndexBuilder::with_capacity(1);
@@ -83,10 +81,24 @@ async fn the_breaker_opens_waits_probes_once_and_closes() {
         Arc::new(Metrics::new()),
         Arc::new(AnswerCache::new(&off, 1)),
     );
-    let trace = TraceContext {
+    (lookup, lenders, nin, dir)
+}
+
+fn trace() -> TraceContext {
+    TraceContext {
         trace_id: "t".into(),
         traceparent: None,
-    };
+    }
+}
+
+#[tokio::test]
+async fn the_breaker_opens_waits_probes_once_and_closes() {
+    let adapter = Arc::new(Flaky {
+        calls: AtomicU64::new(0),
+        failing: AtomicBool::new(true),
+    });
+    let (lookup, lenders, nin, _dir) = lookup_over(adapter.clone()).await;
+    let trace = trace();
     let ask = || async {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
         lookup.person(nin, deadline, &trace).await.answers[0].clone()
@@ -126,4 +138,45 @@ async fn the_breaker_opens_waits_probes_once_and_closes() {
         assert_eq!(ask().await.source, Source::Live);
     }
     assert_eq!(adapter.calls.load(Ordering::SeqCst), 9);
+}
+
+/// Never answers.
+struct Hanging(AtomicU64);
+
+impl LenderAdapter for Hanging {
+    fn protocol(&self) -> &'static str {
+        "test"
+    }
+    fn fetch_customer<'a>(
+        &'a self,
+        _q: CustomerQuery<'a>,
+    ) -> BoxFuture<'a, Result<Vec<Loan>, AdapterError>> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        futures::future::pending().boxed()
+    }
+}
+
+/// A lookup abandoned before its lender answers (the client went away, or a
+/// shared call's waiters all reached their deadlines a tick before the call's
+/// own timeout) still counts as the lender's failure.
+#[tokio::test]
+async fn abandoned_calls_still_count_against_the_lender() {
+    let adapter = Arc::new(Hanging(AtomicU64::new(0)));
+    let (lookup, lenders, nin, _dir) = lookup_over(adapter.clone()).await;
+    let trace = trace();
+    for _ in 0..5 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        let abandoned = tokio::time::timeout(
+            Duration::from_millis(20),
+            lookup.person(nin, deadline, &trace),
+        )
+        .await;
+        assert!(abandoned.is_err(), "the lender never answers");
+    }
+    assert_eq!(adapter.0.load(Ordering::SeqCst), 5);
+    assert_eq!(lenders.get(0).unwrap().breaker.state(), State::Open);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let a = lookup.person(nin, deadline, &trace).await.answers[0].clone();
+    assert_eq!(a.outcome, "circuit_open");
+    assert_eq!(adapter.0.load(Ordering::SeqCst), 5);
 }

@@ -23,7 +23,13 @@ async fn search(url: &str, ssn: &str) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fifty_concurrent_identical_lookups_cost_one_call_per_lender() {
-    let fx = Fixture::new(Options::default()).await;
+    // A timeout well beyond the lenders' latency: on a busy machine a call that
+    // timed out would not be cached, and the next lookup would call again.
+    let fx = Fixture::new(Options {
+        timeout_ms: 3000,
+        ..Options::default()
+    })
+    .await;
     let b = fx.broker().await;
     let person = fx.persons_with_lenders(2)[0].clone();
     let lenders = fx.indexed_lenders(&person);

@@ -112,7 +112,7 @@ async fn logs_hold_no_national_id_and_no_token() {
     .unwrap();
     ids.push(with[6].clone());
     let unknown_org = token(common::STRANGER, &["debt.search"]);
-    let tokens = [
+    let mut tokens = vec![
         fi.clone(),
         bureau.clone(),
         expired.clone(),
@@ -210,7 +210,7 @@ async fn logs_hold_no_national_id_and_no_token() {
     );
     lookups += 1;
     assert_eq!(post(Some(&fi), b"{".to_vec(), Some(&sneaky)).await, 400);
-    // An id in a URL.
+    // An id in a URL (the consent lookup route: refused, and never logged).
     let s = client
         .get(format!("{url}/v1/debt/{}", with[4]))
         .bearer_auth(&fi)
@@ -218,7 +218,64 @@ async fn logs_hold_no_national_id_and_no_token() {
         .await
         .unwrap()
         .status();
-    assert_eq!(s, 404);
+    assert!(matches!(s.as_u16(), 400 | 403 | 404), "{s}");
+
+    // Consents and the own view (issue 5): ids in bodies and tokens only.
+    let partner = token(
+        common::PARTNER,
+        &[
+            "consent.create",
+            "debt.unsecured.presentation",
+            "client.access.consent.events",
+        ],
+    );
+    let person = common::person_token(&with[7]);
+    ids.push(with[7].clone());
+    tokens.push(partner.clone());
+    tokens.push(person.clone());
+    let agreement = client
+        .put(format!("{url}/v1/consent/agreement"))
+        .bearer_auth(&partner)
+        .json(
+            &json!({"nin": with[7], "scope_of_consent": "debt.unsecured.presentation",
+            "consent_duration_days": 0, "client_consent_id": "log-consent"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(agreement.status(), 200);
+    let consent: serde_json::Value = agreement.json().await.unwrap();
+    let consent_id = consent["consent"]["id"].as_str().unwrap().to_owned();
+    let bad = client
+        .put(format!("{url}/v1/consent/agreement"))
+        .bearer_auth(&partner)
+        .json(
+            &json!({"nin": bad_id, "scope_of_consent": "debt.unsecured.presentation",
+            "consent_duration_days": 0, "client_consent_id": "log-bad"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    for (path, tok, status) in [
+        (format!("/v1/debt/{consent_id}"), &partner, 200),
+        (format!("/v1/debt/{consent_id}"), &partner, 403),
+        (format!("/v1/debt/{consent_id}/status"), &partner, 200),
+        ("/feed/v1/consent".to_owned(), &partner, 200),
+        ("/v1/me/debt".to_owned(), &person, 200),
+        ("/v1/me/consents".to_owned(), &person, 200),
+        ("/v1/me/disclosures".to_owned(), &person, 200),
+    ] {
+        let r = client
+            .get(format!("{url}{path}"))
+            .bearer_auth(tok)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{path}");
+    }
+    // The consent lookup and the own view each log one lookup line.
+    lookups += 2;
 
     // Let the last lines reach the file, then stop the broker.
     tokio::time::sleep(Duration::from_millis(300)).await;

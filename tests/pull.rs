@@ -88,7 +88,7 @@ async fn a_paged_pull_loads_every_page_until_a_short_one() {
     assert_eq!(report.customers, total);
     // Every page was asked for once: ceil(total / 7) full-or-short pages, plus an
     // empty one when the last full page was exactly 7.
-    let pages = total.div_ceil(7) + u64::from(total % 7 == 0);
+    let pages = total.div_ceil(7) + u64::from(total.is_multiple_of(7));
     assert_eq!(lender.stats().dataset_calls, pages);
     let c = &dataset[total as usize / 2];
     let nin = NationalId::parse(&c.customer_id, IdPolicy::SYNTHETIC_OK).unwrap();
@@ -115,7 +115,7 @@ async fn a_customer_split_across_pages_rejects_the_whole_pull() {
     // later page: a second lender process with the broken list, same org.
     let mut broken = good.clone();
     broken.insert(8, good[0].clone());
-    let one_pass = (broken.len() as u64).div_ceil(5) + u64::from(broken.len() % 5 == 0);
+    let one_pass = (broken.len() as u64).div_ceil(5) + u64::from(broken.len().is_multiple_of(5));
     let broken_lender = sim::spawn(
         "127.0.0.1:0".parse().unwrap(),
         ORG.into(),

@@ -153,3 +153,53 @@ async fn answers_do_not_depend_on_which_lender_answered() {
     }
     assert!(mixed_types > 5, "too few answers exercise the type order");
 }
+
+/// The same person, two purposes: a consent lookup names every creditor, a
+/// search a moment later names none (issue 5).
+#[tokio::test]
+async fn a_consent_lookup_names_creditors_and_a_search_for_the_same_person_does_not() {
+    let fx = Fixture::new(Options::default()).await;
+    let b = fx.broker().await;
+    let forbidden = forbidden_strings(&fx);
+    let p = fx.persons_with_lenders(2)[0].clone();
+    let partner = common::token(
+        common::PARTNER,
+        &["consent.create", "debt.unsecured.presentation"],
+    );
+    let r = b
+        .put_json(
+            "/v1/consent/agreement",
+            &partner,
+            &json!({"nin": p, "scope_of_consent": "debt.unsecured.presentation",
+                    "consent_duration_days": 1, "client_consent_id": "names"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id = r.json()["consent"]["id"].as_str().unwrap().to_owned();
+
+    let with_consent = b.get_as(&format!("/v1/debt/{id}"), &partner).await;
+    assert_eq!(with_consent.status, 200, "{}", with_consent.text());
+    let names: Vec<String> = with_consent.json()["loans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["creditorName"].as_str().expect("a name").to_owned())
+        .collect();
+    let expected: Vec<&str> = fx
+        .indexed_lenders(&p)
+        .iter()
+        .map(|&i| Fixture::lender_name(i))
+        .collect();
+    assert!(names.iter().all(|n| expected.contains(&n.as_str())));
+    assert!(names.len() >= 2);
+    assert!(!with_consent.text().contains("accountID"));
+
+    let search = b.search(&p).await;
+    assert_eq!(search.status, 200);
+    assert_clean(&fx, &forbidden, &search, "search after a consent lookup");
+    assert_eq!(
+        search.loans(),
+        with_consent.loans(),
+        "the same loans, unnamed"
+    );
+}

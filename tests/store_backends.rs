@@ -11,11 +11,15 @@ mod common;
 use common::pg::{DropSchema, pg_schema};
 use futures::TryStreamExt;
 use gjeldsbro::audit::record::{DisclosureRecord, GENESIS, chain_hash};
+use gjeldsbro::audit::retention;
+use gjeldsbro::audit::verify::{self, Anchor, Break, BreakReason, Verdict, VerifyOptions};
 use gjeldsbro::nin::{IdPolicy, NationalId, make_id};
 use gjeldsbro::store::IndexChange;
 use gjeldsbro::store::postgres::PostgresStore;
 use gjeldsbro::store::sqlite::SqliteStore;
-use gjeldsbro::store::{DatasetSummary, DeliveryRecord, SnapshotRow, Store};
+use gjeldsbro::store::{
+    Checkpoint, DatasetSummary, DeliveryRecord, LetterBatch, LetterRow, SnapshotRow, Store,
+};
 use gjeldsbro_adapter::Loan;
 use sqlx::Row;
 
@@ -737,127 +741,6 @@ base_url = "http://127.0.0.1:9"
     assert_eq!((d[0].customers, d[0].loans), (2, 1));
 }
 
-/// Times a 1,000,000-loan ingest into PostgreSQL through the ingest path (parse,
-/// validate, COPY, flip). Run with
-/// `cargo test --release --test store_backends -- --ignored --nocapture`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "timing run; needs PostgreSQL and about a minute"]
-async fn postgres_ingest_rate_for_a_million_loans() {
-    use std::io::Write as _;
-    init();
-    let (_guard, url) = match pg_schema().await {
-        Ok(x) => x,
-        Err(reason) => {
-            println!("skipping PostgreSQL: {reason}");
-            return;
-        }
-    };
-    const PERSONS: usize = 500_000;
-    const LOANS_EACH: usize = 2;
-    // The dataset in a temporary file (about 250 MB), streamed like a real one.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("big.json");
-    {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-        write!(f, r#"{{"providerID":"9908:920000001","customers":["#).unwrap();
-        let mut n = 0usize;
-        'outer: for yy in 0..100 {
-            for day in 1..=28 {
-                for i in 0..1000 {
-                    let Some(id) = make_id(day, 7, yy, i, false, true) else {
-                        continue;
-                    };
-                    if n > 0 {
-                        f.write_all(b",").unwrap();
-                    }
-                    write!(
-                        f,
-                        r#"{{"customerID":"{id}","financialInstitutionID":"920000001","loans":["#
-                    )
-                    .unwrap();
-                    for k in 0..LOANS_EACH {
-                        if k > 0 {
-                            f.write_all(b",").unwrap();
-                        }
-                        serde_json::to_writer(&mut f, &loan(&format!("ACC-{n}-{k}"), 1 + n as i64))
-                            .unwrap();
-                    }
-                    f.write_all(b"]}").unwrap();
-                    n += 1;
-                    if n == PERSONS {
-                        break 'outer;
-                    }
-                }
-            }
-        }
-        f.write_all(b"]}").unwrap();
-        f.flush().unwrap();
-    }
-    // For scale: the parse and validation alone, with a sink that drops the rows.
-    struct Discard;
-    impl gjeldsbro::ingest::parse::RowSink for Discard {
-        fn rows(&mut self, _rows: Vec<SnapshotRow>) -> bool {
-            true
-        }
-    }
-    let started = Instant::now();
-    let file = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
-    gjeldsbro::ingest::parse::parse_dataset(
-        file,
-        "920000001",
-        IdPolicy::SYNTHETIC_OK,
-        true,
-        &mut Discard,
-    )
-    .unwrap();
-    println!("parse only: {:.2} s", started.elapsed().as_secs_f64());
-    let store = gjeldsbro::store::open(&url).await.unwrap();
-    let lenders = gjeldsbro::config::Config::parse(&format!(
-        r#"
-listen = "127.0.0.1:0"
-accept_synthetic_ids = true
-[store]
-url = "{url}"
-[auth]
-issuer = "i"
-audience = "a"
-jwks_file = "x"
-[[lenders]]
-id = "lender-a"
-org_no = "920000001"
-name = "L"
-adapter = "api-debt-fi"
-base_url = "http://127.0.0.1:9"
-"#
-    ))
-    .unwrap();
-    let lenders = Arc::new(gjeldsbro::lenders::Lenders::from_config(&lenders).unwrap());
-    let ingestor =
-        gjeldsbro::ingest::Ingestor::new(store.clone(), lenders, None, IdPolicy::SYNTHETIC_OK);
-    for round in 0..2 {
-        let file = std::fs::File::open(&path).unwrap();
-        let started = Instant::now();
-        let report = ingestor
-            .load_dataset(
-                "lender-a",
-                std::io::BufReader::new(file),
-                "file",
-                "big.json",
-                true,
-            )
-            .await
-            .unwrap();
-        let secs = started.elapsed().as_secs_f64();
-        println!(
-            "round {round}: {} loans in {secs:.2} s = {:.0} loans/s (postgres, including parse and the flip)",
-            report.loans,
-            report.loans as f64 / secs
-        );
-        assert_eq!(report.loans as usize, PERSONS * LOANS_EACH);
-    }
-    assert_eq!(store.persons_of("lender-a").await.unwrap().len(), PERSONS);
-}
-
 #[tokio::test]
 async fn pushes_upsert_by_account_close_loans_and_reach_other_instances() {
     for b in backends().await {
@@ -1033,5 +916,658 @@ async fn pushes_during_a_load_survive_its_flip() {
             "{}",
             b.name
         );
+    }
+}
+
+// ---- Consents (issue 5) ----
+
+fn new_consent(
+    id: &str,
+    client: &str,
+    cid: &str,
+    nin: NationalId,
+    one_time: bool,
+    ends_at: &str,
+) -> gjeldsbro::store::NewConsent {
+    gjeldsbro::store::NewConsent {
+        id: id.into(),
+        client_org: client.into(),
+        client_consent_id: cid.into(),
+        nin,
+        scope: "debt.unsecured.presentation".into(),
+        requested_days: if one_time { 0 } else { 30 },
+        one_time,
+        given_via: "partner".into(),
+        created_at: "2026-03-01T10:00:00.000000Z".into(),
+        ends_at: ends_at.into(),
+    }
+}
+
+fn use_at(id: &str, client: &str, at: &str, q: &str) -> gjeldsbro::store::UseRequest {
+    gjeldsbro::store::UseRequest {
+        consent_id: id.into(),
+        client_org: client.into(),
+        at: at.into(),
+        query_id: q.into(),
+    }
+}
+
+#[tokio::test]
+async fn consents_are_idempotent_per_client_and_feeds_number_per_client() {
+    let people = ids(3);
+    for b in backends().await {
+        let s = &b.store;
+        let a = new_consent(
+            "00000000-0000-4000-8000-000000000001",
+            "910000003",
+            "ref-1",
+            people[0],
+            false,
+            "2026-04-01T10:00:00.000000Z",
+        );
+        let first = s.create_consent(&a).await.expect("create");
+        assert!(first.fresh, "{}", b.name);
+        assert_eq!(
+            first.consent.ends_at, "2026-04-01T10:00:00.000000Z",
+            "{}",
+            b.name
+        );
+        assert_eq!(first.consent.created_at, a.created_at, "{}", b.name);
+        assert_eq!(first.consent.nin, people[0]);
+        // The same client id again: the earlier consent, nothing written.
+        let mut again = a.clone();
+        again.id = "00000000-0000-4000-8000-000000000002".into();
+        again.nin = people[1];
+        let second = s.create_consent(&again).await.expect("repeat");
+        assert!(!second.fresh, "{}", b.name);
+        assert_eq!(second.consent.id, a.id, "{}", b.name);
+        // Another client may use the same client id.
+        let mut other = again.clone();
+        other.client_org = "910000001".into();
+        assert!(s.create_consent(&other).await.unwrap().fresh, "{}", b.name);
+        assert_eq!(b.count("consents").await, 2, "{}", b.name);
+
+        // Archive: once (the second is a no-op), with an event for the owner.
+        assert!(
+            s.archive_consent(&a.id, "2026-03-02T10:00:00.000000Z", "person")
+                .await
+                .unwrap()
+        );
+        assert!(
+            !s.archive_consent(&a.id, "2026-03-03T10:00:00.000000Z", "client")
+                .await
+                .unwrap()
+        );
+        let got = s.consent(&a.id).await.unwrap().expect("stored");
+        assert_eq!(
+            got.archived_at.as_deref(),
+            Some("2026-03-02T10:00:00.000000Z"),
+            "{}",
+            b.name
+        );
+        assert_eq!(got.archived_by.as_deref(), Some("person"));
+
+        let feed = s.consent_events("910000003", 0, 100).await.unwrap();
+        let kinds: Vec<(i64, &str, &str)> = feed
+            .iter()
+            .map(|e| (e.seq, e.kind.as_str(), e.consent_id.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (1, "created", a.id.as_str()),
+                (2, "archived", a.id.as_str())
+            ],
+            "{}",
+            b.name
+        );
+        assert_eq!(feed[0].client_consent_id.as_deref(), Some("ref-1"));
+        assert_eq!(
+            feed[0].ends_at.as_deref(),
+            Some("2026-04-01T10:00:00.000000Z"),
+            "{}",
+            b.name
+        );
+        // Each client counts from 1 and sees only its own.
+        let theirs = s.consent_events("910000001", 0, 100).await.unwrap();
+        assert_eq!(theirs.len(), 1);
+        assert_eq!(
+            (theirs[0].seq, theirs[0].consent_id.as_str()),
+            (1, other.id.as_str()),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            s.consent_events("910000003", 2, 100).await.unwrap().len(),
+            1
+        );
+        assert_eq!(s.consent_events("910000003", 1, 1).await.unwrap().len(), 1);
+
+        assert_eq!(s.consents_of_person(people[0]).await.unwrap().len(), 1);
+        assert_eq!(s.consents_of_person(people[1]).await.unwrap().len(), 1);
+        assert!(s.consents_of_person(people[2]).await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_one_time_consent_is_spent_by_exactly_one_of_concurrent_uses() {
+    const USES: usize = 20;
+    let people = ids(1);
+    for b in backends().await {
+        let c = new_consent(
+            "00000000-0000-4000-8000-0000000000a1",
+            "910000003",
+            "once",
+            people[0],
+            true,
+            "2026-03-01T10:10:00.000000Z",
+        );
+        b.store.create_consent(&c).await.unwrap();
+        b.store
+            .append_disclosures(&[record("before".into(), 1)])
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..USES {
+            let store = b.store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut r = record(format!("use-{i}"), 7);
+                r.purpose = "debt.unsecured.presentation".into();
+                store
+                    .use_consent_and_record(
+                        &use_at(
+                            "00000000-0000-4000-8000-0000000000a1",
+                            "910000003",
+                            "2026-03-01T10:05:00.000000Z",
+                            &format!("q{i}"),
+                        ),
+                        &[r],
+                    )
+                    .await
+                    .expect("use")
+            }));
+        }
+        let mut won = 0;
+        for t in tasks {
+            if t.await.unwrap() {
+                won += 1;
+            }
+        }
+        assert_eq!(won, 1, "{}: exactly one use wins", b.name);
+        assert_eq!(b.count("consent_uses").await, 1, "{}", b.name);
+        let chain = b.chain().await;
+        assert_eq!(
+            chain.len(),
+            2,
+            "{}: one disclosure besides the earlier one",
+            b.name
+        );
+        assert_eq!(
+            chain[1].1, chain[0].2,
+            "{}: the use's record is chained",
+            b.name
+        );
+        assert_eq!(chain[1].2, chain_hash(&chain[0].2, &chain[1].0));
+        let stored = b.store.consent(&c.id).await.unwrap().unwrap();
+        assert_eq!(
+            stored.spent_at.as_deref(),
+            Some("2026-03-01T10:05:00.000000Z"),
+            "{}",
+            b.name
+        );
+        let uses = b.store.consent_uses_of_person(people[0]).await.unwrap();
+        assert_eq!(uses.len(), 1);
+        assert_eq!(uses[0].outcome, "disclosed");
+        assert_eq!(uses[0].at, "2026-03-01T10:05:00.000000Z", "{}", b.name);
+    }
+}
+
+#[tokio::test]
+async fn consent_uses_are_refused_when_foreign_archived_or_ended() {
+    let people = ids(1);
+    for b in backends().await {
+        let s = &b.store;
+        let long = new_consent(
+            "00000000-0000-4000-8000-0000000000b1",
+            "910000003",
+            "long",
+            people[0],
+            false,
+            "2026-03-01T11:00:00.000000Z",
+        );
+        s.create_consent(&long).await.unwrap();
+        let rec = || {
+            let mut r = record("r".into(), people[0].as_u64());
+            r.purpose = "debt.unsecured.presentation".into();
+            vec![r]
+        };
+        // Another client, or after the end: refused, nothing written.
+        assert!(
+            !s.use_consent_and_record(
+                &use_at(&long.id, "910000001", "2026-03-01T10:30:00.000000Z", "q1"),
+                &rec()
+            )
+            .await
+            .unwrap()
+        );
+        assert!(
+            !s.use_consent_and_record(
+                &use_at(&long.id, "910000003", "2026-03-01T11:00:00.000000Z", "q2"),
+                &rec()
+            )
+            .await
+            .unwrap()
+        );
+        assert_eq!(b.count("disclosures").await, 0, "{}", b.name);
+        // A lasting consent may be used again and again.
+        for q in ["q3", "q4"] {
+            assert!(
+                s.use_consent_and_record(
+                    &use_at(&long.id, "910000003", "2026-03-01T10:30:00.000000Z", q),
+                    &rec()
+                )
+                .await
+                .unwrap(),
+                "{}",
+                b.name
+            );
+        }
+        s.record_consent_refusal(&long.id, "910000003", "2026-03-01T10:31:00.000000Z")
+            .await
+            .unwrap();
+        s.archive_consent(&long.id, "2026-03-01T10:40:00.000000Z", "client")
+            .await
+            .unwrap();
+        assert!(
+            !s.use_consent_and_record(
+                &use_at(&long.id, "910000003", "2026-03-01T10:45:00.000000Z", "q5"),
+                &rec()
+            )
+            .await
+            .unwrap()
+        );
+        assert_eq!(b.count("disclosures").await, 2, "{}", b.name);
+        let outcomes: Vec<String> = s
+            .consent_uses_of_person(people[0])
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| u.outcome)
+            .collect();
+        assert_eq!(
+            outcomes,
+            vec!["disclosed", "disclosed", "refused"],
+            "{}",
+            b.name
+        );
+        let seen = s.disclosures_of_person(people[0], 10).await.unwrap();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].purpose, "debt.unsecured.presentation");
+        // An unknown id is simply absent.
+        assert!(
+            s.consent("00000000-0000-4000-8000-0000000000ff")
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+}
+fn record_at(reference: &str, at: &str) -> DisclosureRecord {
+    DisclosureRecord {
+        at: at.to_owned(),
+        ..record(reference.to_owned(), 1)
+    }
+}
+
+async fn verdict(store: &dyn Store) -> Verdict {
+    verify::verify(store, &VerifyOptions::default())
+        .await
+        .expect("verify")
+}
+
+fn intact(v: Verdict) -> verify::Summary {
+    match v {
+        Verdict::Intact(s) => s,
+        Verdict::Broken(b) => panic!("broken: {b}"),
+    }
+}
+
+/// Seq numbers stay contiguous on PostgreSQL after a failed append (they are
+/// not drawn from the identity sequence), so the verifier sees no gap.
+#[tokio::test]
+async fn a_failed_append_leaves_no_gap_in_seq() {
+    for b in backends().await {
+        b.store
+            .append_disclosures(&[record("ok".into(), 1)])
+            .await
+            .unwrap();
+        // A NUL fails on PostgreSQL; on SQLite an append to a missing table does.
+        let failed = if b.name == "postgres" {
+            b.store
+                .append_disclosures(&[record("nul\0".into(), 3)])
+                .await
+        } else {
+            b.exec("ALTER TABLE disclosures RENAME TO away")
+                .await
+                .unwrap();
+            let r = b.store.append_disclosures(&[record("x".into(), 3)]).await;
+            b.exec("ALTER TABLE away RENAME TO disclosures")
+                .await
+                .unwrap();
+            r
+        };
+        assert!(failed.is_err(), "{}", b.name);
+        b.store
+            .append_disclosures(&[record("after".into(), 5)])
+            .await
+            .unwrap();
+        let s = intact(verdict(&*b.store).await);
+        assert_eq!((s.first_seq, s.last_seq), (Some(1), Some(2)), "{}", b.name);
+    }
+}
+
+/// Records past the period are verified, checkpointed and deleted with the
+/// letters that covered only them; records inside it are untouched; the chain
+/// verifies from the checkpoint, appends go on from it, and ordinary deletes are
+/// still refused.
+#[tokio::test]
+async fn retention_purges_past_the_period_and_keeps_the_chain_verifiable() {
+    let now = time::OffsetDateTime::now_utc();
+    let recent = gjeldsbro::time::format_rfc3339(now - time::Duration::days(3));
+    for b in backends().await {
+        let s = &*b.store;
+        let old: Vec<DisclosureRecord> = (1..=5)
+            .map(|i| record_at(&format!("old-{i}"), &format!("2010-01-0{i}T12:00:00.5Z")))
+            .collect();
+        s.append_disclosures(&old).await.unwrap();
+        let new: Vec<DisclosureRecord> = (1..=3)
+            .map(|i| record_at(&format!("new-{i}"), &recent))
+            .collect();
+        s.append_disclosures(&new).await.unwrap();
+        let before = b.chain().await;
+        // A letter covering only old records goes; one covering a new one stays.
+        s.add_letter_batch(&batch("b1")).await.unwrap();
+        s.add_letters("b1", &[letter("l-old", &[1, 2]), letter("l-new", &[5, 6])])
+            .await
+            .unwrap();
+
+        // Consents: one ended long ago (purged with its uses), one in force.
+        let person = ids(1)[0];
+        let ended = new_consent(
+            "00000000-0000-4000-8000-0000000000e1",
+            "910000003",
+            "ended",
+            person,
+            false,
+            "2010-02-01T00:00:00.000000Z",
+        );
+        let current_end = gjeldsbro::time::format_fixed(now + time::Duration::days(30));
+        let current = new_consent(
+            "00000000-0000-4000-8000-0000000000e2",
+            "910000003",
+            "current",
+            person,
+            false,
+            &current_end,
+        );
+        s.create_consent(&ended).await.unwrap();
+        s.create_consent(&current).await.unwrap();
+        s.record_consent_refusal(&ended.id, "910000003", "2010-01-15T00:00:00.000000Z")
+            .await
+            .unwrap();
+
+        let dry = retention::purge(s, now, 3650, true).await.unwrap();
+        assert_eq!(dry.records_checkpointed, 5, "{}", b.name);
+        assert_eq!(b.count("disclosures").await, 8, "{}: dry run", b.name);
+
+        let report = retention::purge(s, now, 3650, false).await.unwrap();
+        let cp = report.new_checkpoint.clone().expect("a checkpoint");
+        assert_eq!((cp.seq, &cp.hash), (5, &before[4].2), "{}", b.name);
+        assert_eq!(report.purged.disclosures, 5, "{}", b.name);
+        assert_eq!(report.purged.letters, 1, "{}", b.name);
+        assert_eq!(report.consents, Some(1), "{}: the ended consent", b.name);
+        assert!(s.consent(&ended.id).await.unwrap().is_none(), "{}", b.name);
+        assert!(
+            s.consent(&current.id).await.unwrap().is_some(),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            b.count("consent_uses").await,
+            0,
+            "{}: its uses go with it",
+            b.name
+        );
+        assert_eq!(s.latest_checkpoint().await.unwrap(), Some(cp.clone()));
+        let after = b.chain().await;
+        assert_eq!(
+            after,
+            before[5..].to_vec(),
+            "{}: the period untouched",
+            b.name
+        );
+        assert_eq!(b.count("letter_disclosures").await, 1, "{}", b.name);
+        assert_eq!(b.count("letters").await, 1, "{}", b.name);
+
+        let sum = intact(verdict(s).await);
+        assert_eq!(
+            (sum.first_seq, sum.last_seq, sum.records),
+            (Some(6), Some(8), 3)
+        );
+        assert_eq!(sum.checkpoint, Some(cp.clone()));
+
+        // Still append-only above the checkpoint; checkpoints are append-only and
+        // must name a stored record with its hash.
+        let delete = b.exec("DELETE FROM disclosures").await;
+        assert!(
+            delete.is_err_and(|e| e.contains("append-only")),
+            "{}",
+            b.name
+        );
+        assert!(b.exec("DELETE FROM disclosure_checkpoints").await.is_err());
+        let fake = Checkpoint {
+            seq: 7,
+            hash: "0".repeat(64),
+            record_at: recent.clone(),
+            created_at: recent.clone(),
+        };
+        assert!(s.add_checkpoint(&fake).await.is_err(), "{}", b.name);
+        assert_eq!(b.count("disclosures").await, 3, "{}", b.name);
+
+        // Appends go on; a second purge finds nothing more.
+        s.append_disclosures(&[record_at("later", &recent)])
+            .await
+            .unwrap();
+        assert_eq!(intact(verdict(s).await).last_seq, Some(9));
+        let again = retention::purge(s, now, 3650, false).await.unwrap();
+        assert!(again.new_checkpoint.is_none(), "{}", b.name);
+        assert_eq!(again.purged.disclosures, 0);
+        // The verifier refuses a checkpoint inside the period.
+        let short = verify::verify(
+            s,
+            &VerifyOptions {
+                anchor: None,
+                retention_cutoff: Some("2009-01-01T00:00:00Z".into()),
+            },
+        )
+        .await
+        .unwrap();
+        assert!(
+            matches!(short, Verdict::Broken(ref x) if x.reason == BreakReason::CheckpointTooRecent),
+            "{short:?}"
+        );
+    }
+}
+
+/// A log purged whole goes on from the checkpoint's hash and seq.
+#[tokio::test]
+async fn after_a_whole_purge_appends_chain_to_the_checkpoint() {
+    let now = time::OffsetDateTime::now_utc();
+    for b in backends().await {
+        let s = &*b.store;
+        let old: Vec<DisclosureRecord> = (1..=3)
+            .map(|i| record_at(&format!("old-{i}"), "2011-06-01T00:00:00Z"))
+            .collect();
+        s.append_disclosures(&old).await.unwrap();
+        let report = retention::purge(s, now, 3650, false).await.unwrap();
+        assert_eq!(report.purged.disclosures, 3, "{}", b.name);
+        assert_eq!(b.count("disclosures").await, 0);
+        let cp = s.latest_checkpoint().await.unwrap().unwrap();
+        s.append_disclosures(&[record("fresh".into(), 9)])
+            .await
+            .unwrap();
+        let chain = b.chain().await;
+        assert_eq!(chain[0].1, cp.hash, "{}: chained to the checkpoint", b.name);
+        let sum = intact(verdict(s).await);
+        assert_eq!((sum.first_seq, sum.records), (Some(4), 1), "{}", b.name);
+    }
+}
+
+/// With the triggers out of the way, edits and deletions are caught by the
+/// verifier at the first bad record, on both backends.
+#[tokio::test]
+async fn the_verifier_catches_tampering_behind_the_triggers() {
+    for b in backends().await {
+        let recs: Vec<DisclosureRecord> =
+            (1..=6).map(|i| record(format!("r{i}"), i as u64)).collect();
+        b.store.append_disclosures(&recs).await.unwrap();
+        let head = intact(verdict(&*b.store).await);
+        assert_eq!(head.last_seq, Some(6));
+        match b.name {
+            "postgres" => b.exec("ALTER TABLE disclosures DISABLE TRIGGER USER").await,
+            _ => b
+                .exec("DROP TRIGGER disclosures_no_update")
+                .await
+                .and(b.exec("DROP TRIGGER disclosures_no_delete").await),
+        }
+        .unwrap();
+        b.exec("UPDATE disclosures SET nin = 77 WHERE seq = 4")
+            .await
+            .unwrap();
+        let v = verdict(&*b.store).await;
+        assert_eq!(
+            v,
+            Verdict::Broken(Break {
+                seq: 4,
+                reason: BreakReason::HashMismatch
+            }),
+            "{}",
+            b.name
+        );
+        b.exec("DELETE FROM disclosures WHERE seq = 2")
+            .await
+            .unwrap();
+        let v = verdict(&*b.store).await;
+        assert_eq!(
+            v,
+            Verdict::Broken(Break {
+                seq: 2,
+                reason: BreakReason::Missing { next: Some(3) }
+            }),
+            "{}",
+            b.name
+        );
+        // Cutting off the end shows only against an anchor.
+        b.exec("DELETE FROM disclosures WHERE seq <> 1")
+            .await
+            .unwrap();
+        assert!(matches!(verdict(&*b.store).await, Verdict::Intact(_)));
+        let anchored = verify::verify(
+            &*b.store,
+            &VerifyOptions {
+                anchor: Some(Anchor {
+                    seq: 6,
+                    hash: head.head_hash.clone(),
+                }),
+                retention_cutoff: None,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            anchored,
+            Verdict::Broken(Break {
+                seq: 2,
+                reason: BreakReason::Missing { next: None }
+            }),
+            "{}",
+            b.name
+        );
+    }
+}
+
+fn batch(id: &str) -> LetterBatch {
+    LetterBatch {
+        batch_id: id.to_owned(),
+        day: "2026-03-01".into(),
+        manifest: format!("manifest-{id}.ndjson"),
+        created_at: "2026-03-02T06:00:00Z".into(),
+    }
+}
+
+fn letter(id: &str, seqs: &[i64]) -> LetterRow {
+    LetterRow {
+        letter_id: id.to_owned(),
+        nin: 1,
+        day: "2026-03-01".into(),
+        file: format!("{id}.pdf"),
+        created_at: "2026-03-02T06:00:00Z".into(),
+        seqs: seqs.to_vec(),
+    }
+}
+
+/// The letters' bookkeeping: owed records only (search, broker), each in at
+/// most one letter, incomplete batches found again.
+#[tokio::test]
+async fn letters_bookkeeping_round_trips() {
+    for b in backends().await {
+        let s = &*b.store;
+        let mut recs = vec![
+            record_at("a", "2026-03-01T10:00:00Z"),
+            record_at("b", "2026-03-01T10:00:00.25Z"),
+            record_at("c", "2026-03-01T23:00:00Z"),
+            record_at("d", "2026-03-01T12:00:00Z"),
+            record_at("e", "2026-03-01T12:00:00Z"),
+        ];
+        recs[1].nin = 2;
+        recs[3].letter_owed_by = "credit_bureau".into();
+        recs[4].purpose = "debt.unsecured.presentation".into();
+        s.append_disclosures(&recs).await.unwrap();
+        let (from, to) = ("2026-03-01T00:00:00", "2026-03-01T23:00:00");
+        assert_eq!(
+            s.owed_persons(from, to).await.unwrap(),
+            vec![1, 2],
+            "{}",
+            b.name
+        );
+        let owed = s.owed_disclosures(&[1, 2], from, to).await.unwrap();
+        let seqs: Vec<i64> = owed.iter().map(|d| d.seq).collect();
+        assert_eq!(seqs, vec![1, 2], "{}: exact at the bounds", b.name);
+        assert_eq!(owed[1].record, recs[1]);
+
+        s.add_letter_batch(&batch("b1")).await.unwrap();
+        s.add_letters("b1", &[letter("l1", &[1])]).await.unwrap();
+        assert_eq!(s.owed_persons(from, to).await.unwrap(), vec![2]);
+        // A disclosure already in a letter cannot go into another: all or nothing.
+        let twice = s
+            .add_letters("b1", &[letter("l2", &[2]), letter("l3", &[1])])
+            .await;
+        assert!(twice.is_err(), "{}", b.name);
+        assert_eq!(s.owed_persons(from, to).await.unwrap(), vec![2]);
+
+        assert_eq!(
+            s.incomplete_letter_batches().await.unwrap(),
+            vec![batch("b1")]
+        );
+        assert_eq!(
+            s.letters_of_batch("b1").await.unwrap(),
+            vec![letter("l1", &[1])]
+        );
+        s.complete_letter_batch("b1", "2026-03-02T06:01:00Z")
+            .await
+            .unwrap();
+        assert!(s.incomplete_letter_batches().await.unwrap().is_empty());
+        let by_seq = s.disclosures_by_seq(&[3, 1]).await.unwrap();
+        assert_eq!(by_seq.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![1, 3]);
     }
 }

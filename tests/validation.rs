@@ -344,8 +344,11 @@ async fn routes_methods_and_trace_ids() {
     let r = b.get("/nope").await;
     let v = r.assert_error(404);
     assert!(v["trace_id"].as_str().unwrap().len() >= 16);
-    // An id in a URL reaches neither the error nor a metric label.
+    // An id in a URL reaches neither the error nor a metric label (the consent
+    // lookup route exists: without a token it is 401).
     let r = b.get(&format!("/v1/debt/{p}")).await;
+    r.assert_error(401);
+    let r = b.get(&format!("/v1/debt/{p}/nothing-here")).await;
     r.assert_error(404);
     assert!(!r.text().contains(&p));
     let metrics = b.get("/metrics").await;

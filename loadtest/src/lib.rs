@@ -4,9 +4,10 @@
 
 pub mod population;
 pub mod sim;
+mod tls;
 
 pub use population::{LenderSpec, Population, generate};
-pub use sim::{Behaviour, Fault, Flapping, Latency, SimHandle, SimStats, spawn};
+pub use sim::{Behaviour, Fault, Flapping, Latency, SimHandle, SimStats, SimTls, spawn, spawn_tls};
 
 /// Reads a getalldata JSON file (`{"providerID", "customers"}`).
 pub fn read_dataset(

@@ -31,6 +31,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::population::DatasetRef;
+pub use crate::tls::SimTls;
 
 /// How long a lender takes before it answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +99,9 @@ pub enum Fault {
     Status500,
     /// `429` with `Retry-After: 1` and the error JSON.
     Status429,
+    /// `503` to every `every`-th customer call (the first, then every `every`-th
+    /// after it), the rest answered normally: a lender briefly unable.
+    Unavailable { every: u64 },
     /// `200` with a body that is not valid JSON.
     Garbage,
     /// `200` with another customer's answer (a different customerID).
@@ -285,6 +289,10 @@ impl Drop for InFlight<'_> {
 /// waiting); [`SimHandle::shutdown`] stops it gracefully and waits.
 pub struct SimHandle {
     addr: SocketAddr,
+    /// Serving HTTPS (see [`spawn_tls`]).
+    tls: bool,
+    /// TLS handshakes refused (no or an untrusted client certificate, say).
+    failed_handshakes: Arc<AtomicU64>,
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
@@ -295,13 +303,20 @@ impl SimHandle {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT` (the loopback address when bound to an unspecified one).
+    /// `http://127.0.0.1:PORT` (`https://` in TLS mode; the loopback address when
+    /// bound to an unspecified one).
     pub fn base_url(&self) -> String {
         let mut addr = self.addr;
         if addr.ip().is_unspecified() {
             addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
-        format!("http://{addr}")
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{addr}")
+    }
+
+    /// TLS handshakes the lender refused since start (always 0 without TLS).
+    pub fn failed_handshakes(&self) -> u64 {
+        self.failed_handshakes.load(Ordering::Relaxed)
     }
 
     pub fn org_no(&self) -> &str {
@@ -355,6 +370,30 @@ pub async fn spawn(
     customers: Vec<CustomerLoans>,
     behaviour: Behaviour,
 ) -> std::io::Result<SimHandle> {
+    spawn_inner(listen, org_no, customers, behaviour, None).await
+}
+
+/// Like [`spawn`], serving HTTPS with `tls`; with `tls.client_ca_pem` every
+/// caller must present a client certificate from those CAs (mTLS).
+pub async fn spawn_tls(
+    listen: SocketAddr,
+    org_no: String,
+    customers: Vec<CustomerLoans>,
+    behaviour: Behaviour,
+    tls: SimTls,
+) -> std::io::Result<SimHandle> {
+    spawn_inner(listen, org_no, customers, behaviour, Some(tls)).await
+}
+
+async fn spawn_inner(
+    listen: SocketAddr,
+    org_no: String,
+    customers: Vec<CustomerLoans>,
+    behaviour: Behaviour,
+    tls: Option<SimTls>,
+) -> std::io::Result<SimHandle> {
+    // Built before binding: a bad certificate fails the spawn, not the server task.
+    let tls_config = tls.as_ref().map(SimTls::server_config).transpose()?;
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
@@ -420,18 +459,31 @@ pub async fn spawn(
 
     let app = router(shared.clone());
     let mut signal = stop_rx;
-    let task = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = signal.wait_for(|stop| *stop).await;
-        });
-        if let Err(e) = serve.await {
-            tracing::warn!(error = %e, "lender simulator stopped with an error");
-        }
-    });
-    tracing::debug!(%addr, "lender simulator listening");
+    let failed_handshakes = Arc::new(AtomicU64::new(0));
+    let is_tls = tls_config.is_some();
+    let task = match tls_config {
+        Some(config) => tokio::spawn(crate::tls::serve(
+            listener,
+            app,
+            Arc::new(config),
+            signal,
+            failed_handshakes.clone(),
+        )),
+        None => tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = signal.wait_for(|stop| *stop).await;
+            });
+            if let Err(e) = serve.await {
+                tracing::warn!(error = %e, "lender simulator stopped with an error");
+            }
+        }),
+    };
+    tracing::debug!(%addr, tls = is_tls, "lender simulator listening");
 
     Ok(SimHandle {
         addr,
+        tls: is_tls,
+        failed_handshakes,
         shared,
         stop,
         task: Some(task),
@@ -471,7 +523,7 @@ async fn customer(
     Path(fi): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    shared.customer_calls.fetch_add(1, Ordering::Relaxed);
+    let seq = shared.customer_calls.fetch_add(1, Ordering::Relaxed);
     let _guard = InFlight::enter(&shared);
     if fi != shared.org_no {
         return shared.error(
@@ -543,6 +595,15 @@ async fn customer(
                 &headers,
             );
         }
+        Fault::Unavailable { every } if seq % (*every).max(1) == 0 => {
+            return shared.error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "simulated brief unavailability",
+                &headers,
+            );
+        }
+        Fault::Unavailable { .. } => {}
         Fault::Status429 => {
             let mut resp = shared.error(
                 StatusCode::TOO_MANY_REQUESTS,

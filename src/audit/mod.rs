@@ -7,6 +7,8 @@
 //! answers, and a burst of lookups costs one fsync, not one each.
 
 pub mod record;
+pub mod retention;
+pub mod verify;
 
 use std::sync::Arc;
 
@@ -37,8 +39,13 @@ pub struct DisclosureLog {
 impl DisclosureLog {
     /// Starts the writer task on the current runtime.
     pub fn start(store: Arc<dyn Store>) -> Self {
+        Self::start_timed(store, None)
+    }
+
+    /// As `start`, observing each group commit's duration in `timer`.
+    pub fn start_timed(store: Arc<dyn Store>, timer: Option<prometheus::Histogram>) -> Self {
         let (tx, rx) = mpsc::channel::<Pending>(4096);
-        tokio::spawn(writer(store, rx));
+        tokio::spawn(writer(store, rx, timer));
         DisclosureLog { tx }
     }
 
@@ -57,7 +64,11 @@ impl DisclosureLog {
     }
 }
 
-async fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Pending>) {
+async fn writer(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<Pending>,
+    timer: Option<prometheus::Histogram>,
+) {
     let mut queue: Vec<Pending> = Vec::new();
     while let Some(first) = rx.recv().await {
         queue.push(first);
@@ -73,10 +84,14 @@ async fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Pending>) {
         }
         let batch: Vec<DisclosureRecord> =
             queue.iter().flat_map(|(r, _)| r.iter().cloned()).collect();
+        let started = std::time::Instant::now();
         let outcome = store
             .append_disclosures(&batch)
             .await
             .map_err(|e| e.to_string());
+        if let Some(t) = &timer {
+            t.observe(started.elapsed().as_secs_f64());
+        }
         for (_, done) in queue.drain(..) {
             // A lookup that gave up waiting has dropped its receiver; nothing to do.
             let _ = done.send(outcome.clone());

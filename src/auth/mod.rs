@@ -1,5 +1,6 @@
 //! Who is calling: bearer JWTs (Maskinporten organisation tokens, OIDC-style
-//! person tokens) checked against the configured issuer, audience and JWKS file.
+//! person tokens) checked against the configured issuer, audience and JWKS file,
+//! and verified client certificates (mTLS, [`cert`]) naming an organisation.
 //!
 //! [`Authenticator`] is built once at start and shared; [`Authenticator::authenticate`]
 //! turns an `Authorization` header into a [`Caller`] or an [`AuthError`] (401/403).
@@ -17,9 +18,11 @@ use gjeldsbro_adapter::{IdPolicy, NationalId};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Validation, decode, decode_header};
 use serde::Deserialize;
+use sha2::Digest;
 
 use crate::config::{AuthConfig, ClientConfig, Role, is_org_no};
 
+pub mod cert;
 pub mod devtoken;
 mod jwks;
 #[cfg(test)]
@@ -126,6 +129,24 @@ pub struct Authenticator {
     keys: HashMap<String, (jsonwebtoken::DecodingKey, Validation)>,
     clients: HashMap<String, Client>,
     policy: IdPolicy,
+    leeway_secs: u64,
+    /// Tokens already verified, by their SHA-256, with their `exp`. Clients reuse
+    /// a token until it expires, and a signature check is the largest single cost
+    /// of a cached lookup (about 40 µs for ES256). Keys and clients are fixed for
+    /// the process, so a verified token stays valid until its `exp`, which is
+    /// checked again on every hit; the TTL only bounds memory for tokens no
+    /// longer used. Failures are never cached.
+    verified: moka::sync::Cache<[u8; 32], (Caller, u64)>,
+}
+
+/// How many verified tokens are remembered, and for how long at most.
+const VERIFIED_CAPACITY: u64 = 10_000;
+const VERIFIED_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Whether a token with this `exp` is still acceptable at `now` (as
+/// `jsonwebtoken` judges it: expired once `exp` is more than `leeway` past).
+fn unexpired(exp: u64, leeway: u64, now: u64) -> bool {
+    exp.saturating_add(leeway) >= now
 }
 
 impl fmt::Debug for Authenticator {
@@ -143,6 +164,9 @@ impl fmt::Debug for Authenticator {
 /// The claims we read beyond the registered ones `jsonwebtoken` validates.
 #[derive(Deserialize)]
 struct Claims {
+    /// Required and checked by `jsonwebtoken`; kept for the verified-token cache.
+    #[serde(default)]
+    exp: u64,
     #[serde(default)]
     scope: Option<String>,
     #[serde(default)]
@@ -210,6 +234,11 @@ impl Authenticator {
             keys,
             clients: by_org,
             policy,
+            leeway_secs: auth.leeway_secs,
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_CAPACITY)
+                .time_to_live(VERIFIED_TTL)
+                .build(),
         })
     }
 
@@ -231,6 +260,21 @@ impl Authenticator {
     fn check(&self, authorization: Option<&str>) -> Result<Caller, AuthError> {
         let header = authorization.ok_or(AuthError::Unauthenticated("missing credentials"))?;
         let token = bearer_token(header)?;
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        if let Some((caller, exp)) = self.verified.get(&digest) {
+            if unexpired(exp, self.leeway_secs, jsonwebtoken::get_current_timestamp()) {
+                return Ok(caller);
+            }
+            self.verified.invalidate(&digest);
+            return Err(AuthError::Unauthenticated("token expired"));
+        }
+        let (caller, exp) = self.verify(token)?;
+        self.verified.insert(digest, (caller.clone(), exp));
+        Ok(caller)
+    }
+
+    /// The full check of a token not seen before: signature, claims, client.
+    fn verify(&self, token: &str) -> Result<(Caller, u64), AuthError> {
         let jwt_header =
             decode_header(token).map_err(|_| AuthError::Unauthenticated("malformed token"))?;
         if jwt_header.crit.is_some() {
@@ -278,7 +322,7 @@ impl Authenticator {
             .as_deref()
             .map(|s| s.split_whitespace().map(str::to_string).collect())
             .unwrap_or_default();
-        Ok(Caller {
+        let caller = Caller {
             org_no,
             org_name,
             roles,
@@ -286,7 +330,8 @@ impl Authenticator {
             person,
             client_id: claims.client_id,
             token_id: claims.jti,
-        })
+        };
+        Ok((caller, claims.exp))
     }
 }
 

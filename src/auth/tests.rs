@@ -49,12 +49,14 @@ fn clients() -> Vec<ClientConfig> {
             name: "Eksempel Bank ASA".into(),
             roles: vec![Role::FinancialInstitution],
             requests_per_second: None,
+            embed_origins: Vec::new(),
         },
         ClientConfig {
             org_no: LENDER.into(),
             name: "Eksempel Finans AS".into(),
             roles: vec![Role::Lender, Role::Partner],
             requests_per_second: None,
+            embed_origins: Vec::new(),
         },
     ]
 }
@@ -696,4 +698,121 @@ fn a_declared_jwk_alg_is_the_only_one_accepted() {
         &org_claims(BANK),
     );
     assert_401_because(check(&a, &rs256), "algorithm not allowed for this key");
+}
+
+// ---- client certificates (mTLS) ----
+
+use crate::tls::PeerIdentity;
+
+fn cert_of(org: &str) -> PeerIdentity {
+    PeerIdentity::Organisation(org.into())
+}
+
+#[test]
+fn a_certificate_alone_gets_its_clients_roles_and_their_scopes() {
+    let a = authenticator();
+    let c = a.authenticate_request(None, Some(&cert_of(BANK))).unwrap();
+    assert_eq!(c.org_no.as_deref(), Some(BANK));
+    assert_eq!(c.org_name.as_deref(), Some("Eksempel Bank ASA"));
+    assert_eq!(c.roles, vec![Role::FinancialInstitution]);
+    assert!(c.has_scope("debt.search"));
+    assert!(!c.has_scope("debt.delivery"));
+    assert!(c.person.is_none() && c.token_id.is_none());
+    // Two roles: the union of their scopes, each once.
+    let l = a
+        .authenticate_request(None, Some(&cert_of(LENDER)))
+        .unwrap();
+    assert!(l.has_scope("debt.delivery") && l.has_scope("debt.unsecured.presentation"));
+    assert!(!l.has_scope("debt.search"));
+    let mut scopes = l.scopes.clone();
+    scopes.dedup();
+    assert_eq!(scopes.len(), l.scopes.len());
+}
+
+#[test]
+fn a_certificate_for_an_unknown_organisation_is_forbidden() {
+    let a = authenticator();
+    let e = a
+        .authenticate_request(None, Some(&cert_of(STRANGER)))
+        .unwrap_err();
+    assert_eq!(e.status(), 403);
+    // Also with a good token for a registered client: the certificate decides.
+    let token = sign(&ec_key(), Algorithm::ES256, Some(EC_KID), &org_claims(BANK));
+    let header = format!("Bearer {token}");
+    let e = a
+        .authenticate_request(Some(&header), Some(&cert_of(STRANGER)))
+        .unwrap_err();
+    assert_eq!(e.status(), 403);
+}
+
+#[test]
+fn a_certificate_without_an_organisation_is_unauthenticated() {
+    let e = authenticator()
+        .authenticate_request(
+            None,
+            Some(&PeerIdentity::NoOrganisation("no organizationIdentifier")),
+        )
+        .unwrap_err();
+    assert_eq!(e, AuthError::Unauthenticated("no organizationIdentifier"));
+}
+
+#[test]
+fn certificate_and_token_must_name_the_same_organisation() {
+    let a = authenticator();
+    let same = format!(
+        "Bearer {}",
+        sign(&ec_key(), Algorithm::ES256, Some(EC_KID), &org_claims(BANK))
+    );
+    let c = a
+        .authenticate_request(Some(&same), Some(&cert_of(BANK)))
+        .unwrap();
+    // The token's scopes, not the role's: a token narrows a connection.
+    assert_eq!(c.scopes, vec!["debt.search", "consent.create"]);
+    assert_eq!(c.token_id.as_deref(), Some("jti-1"));
+    let other = format!(
+        "Bearer {}",
+        sign(
+            &ec_key(),
+            Algorithm::ES256,
+            Some(EC_KID),
+            &org_claims(LENDER)
+        )
+    );
+    let e = a
+        .authenticate_request(Some(&other), Some(&cert_of(BANK)))
+        .unwrap_err();
+    assert_eq!(e.status(), 401);
+    // A bad token is not rescued by the certificate.
+    let e = a
+        .authenticate_request(Some("Bearer a.b.c"), Some(&cert_of(BANK)))
+        .unwrap_err();
+    assert_eq!(e.status(), 401);
+}
+
+#[test]
+fn a_verified_token_is_remembered_and_a_failure_is_not() {
+    let a = authenticator();
+    let token = es256(&org_claims("910000001"));
+    let header = format!("Bearer {token}");
+    let first = a.authenticate(Some(&header)).expect("valid");
+    let second = a.authenticate(Some(&header)).expect("remembered");
+    assert_eq!(first, second);
+    assert!(a.verified.contains_key(&digest(&token)));
+    // A failed check is never remembered.
+    let bad = format!("Bearer {}x", token);
+    assert!(a.authenticate(Some(&bad)).is_err());
+    assert!(!a.verified.contains_key(&digest(&format!("{token}x"))));
+}
+
+#[test]
+fn a_remembered_token_is_judged_by_its_exp() {
+    assert!(unexpired(100, 0, 100));
+    assert!(!unexpired(100, 0, 101));
+    assert!(unexpired(100, 30, 130));
+    assert!(!unexpired(100, 30, 131));
+    assert!(unexpired(u64::MAX, 30, u64::MAX), "no overflow");
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    sha2::Sha256::digest(token.as_bytes()).into()
 }

@@ -37,6 +37,51 @@ pub struct DemoArgs {
     pub seed: u64,
 }
 
+/// The demo partner (Demo Nettbank AS), whose page frames the embedded view.
+pub const DEMO_PARTNER: &str = "910000003";
+
+/// Where the demo serves the partner's page: the port after the broker's.
+pub fn partner_page_addr(listen: SocketAddr) -> SocketAddr {
+    SocketAddr::new(listen.ip(), listen.port().wrapping_add(1))
+}
+
+/// The demo partner's page: it posts the person's token once into the iframe
+/// (`POST /embed/v1/session`), as a partner's net bank would after the person
+/// logged in; the token never goes into a URL.
+fn partner_page_html(broker: &str, person_token: &str) -> String {
+    format!(
+        r#"<!doctype html><html lang="nb"><head><meta charset="utf-8"><title>Demo Nettbank</title></head>
+<body style="margin:0;font-family:sans-serif;background:#eef2f7">
+<header style="background:#0b3d91;color:#fff;padding:12px 20px;font-size:18px">Demo Nettbank – Min økonomi (syntetiske data)</header>
+<form id="start" method="post" action="{broker}/embed/v1/session" target="gjeld">
+<input type="hidden" name="token" value="{person_token}">
+<input type="hidden" name="partner" value="{DEMO_PARTNER}">
+<input type="hidden" name="ref" value="demo-session">
+</form>
+<iframe name="gjeld" title="Gjeldsopplysninger fra Gjeldsbro" style="display:block;border:0;width:960px;height:1400px;margin:10px 20px;background:#fff"></iframe>
+<script>document.getElementById('start').submit();</script>
+</body></html>"#
+    )
+}
+
+/// Serves the partner's page until the process ends.
+async fn serve_partner_page(addr: SocketAddr, html: String) -> Result<(), CliError> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        CliError::Message(format!("cannot serve the demo partner page on {addr}: {e}"))
+    })?;
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || {
+            let html = html.clone();
+            async move { axum::response::Html(html) }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(())
+}
+
 /// The demo's config text: five lenders on `base_port..`, the dev JWKS in the data
 /// folder, synthetic ids accepted.
 pub fn demo_config(data_dir: &Path, listen: SocketAddr, lender_urls: &[String]) -> String {
@@ -46,12 +91,15 @@ pub fn demo_config(data_dir: &Path, listen: SocketAddr, lender_urls: &[String]) 
          accept_synthetic_ids = true\n\n\
          [store]\nurl = \"sqlite://{db}\"\n\n\
          [auth]\nissuer = \"{DEMO_ISSUER}\"\naudience = \"{DEMO_AUDIENCE}\"\njwks_file = \"{jwks}\"\n\n\
+         [population_register]\nkind = \"synthetic\"\n\n\
          [[clients]]\norg_no = \"{DEMO_BANK}\"\nname = \"Demo Bank ASA\"\nroles = [\"financial_institution\"]\n\n\
          [[clients]]\norg_no = \"910000002\"\nname = \"Demo Kredittopplysning AS\"\nroles = [\"credit_bureau\"]\n\n\
-         [[clients]]\norg_no = \"910000003\"\nname = \"Demo Nettbank AS\"\nroles = [\"partner\"]\n\n\
+         [[clients]]\norg_no = \"910000003\"\nname = \"Demo Nettbank AS\"\nroles = [\"partner\"]\n\
+         embed_origins = [\"http://{partner_page}\"]\n\n\
          [[clients]]\norg_no = \"910000009\"\nname = \"Gjeldsbro drift\"\nroles = [\"operator\"]\n",
         db = data_dir.join("broker.db").display(),
         jwks = data_dir.join("dev-jwks.json").display(),
+        partner_page = partner_page_addr(listen),
     );
     for (i, url) in lender_urls.iter().enumerate() {
         let org = 920_000_001 + i;
@@ -136,7 +184,30 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     let listener = bind(&state.config)
         .await
         .map_err(|e| CliError::Message(e.to_string()))?;
-    print_banner(&state.config, &population, &config_path)?;
+    let person = demo_person(&population);
+    let person_token = dev_token(
+        DEV_SIGNING_KEY.as_bytes(),
+        DevTokenArgs {
+            issuer: DEMO_ISSUER.into(),
+            audience: DEMO_AUDIENCE.into(),
+            org: None,
+            scopes: vec!["openid".into()],
+            pid: Some(person.clone()),
+            ttl_secs: 8 * 3600,
+        },
+    )?;
+    serve_partner_page(
+        partner_page_addr(args.listen),
+        partner_page_html(&format!("http://{}", state.config.listen), &person_token),
+    )
+    .await?;
+    print_banner(
+        &state.config,
+        &population,
+        &config_path,
+        &person,
+        &person_token,
+    )?;
     let result = serve(state, listener, shutdown_signal()).await;
     for s in sims {
         s.shutdown().await;
@@ -145,10 +216,22 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     result.map_err(|e| CliError::Message(e.to_string()))
 }
 
+/// The synthetic person with debt at the most lenders.
+fn demo_person(population: &Population) -> String {
+    population
+        .persons_with_debt()
+        .into_iter()
+        .max_by_key(|p| population.lenders_of(p).len())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 fn print_banner(
     config: &Config,
     population: &Population,
     config_path: &Path,
+    with_debt: &str,
+    person_token: &str,
 ) -> Result<(), CliError> {
     let token = dev_token(
         DEV_SIGNING_KEY.as_bytes(),
@@ -161,12 +244,21 @@ fn print_banner(
             ttl_secs: 8 * 3600,
         },
     )?;
-    let with_debt = population
-        .persons_with_debt()
-        .into_iter()
-        .max_by_key(|p| population.lenders_of(p).len())
-        .unwrap_or_default()
-        .to_owned();
+    let partner_token = dev_token(
+        DEV_SIGNING_KEY.as_bytes(),
+        DevTokenArgs {
+            issuer: DEMO_ISSUER.into(),
+            audience: DEMO_AUDIENCE.into(),
+            org: Some(DEMO_PARTNER.into()),
+            scopes: vec![
+                "consent.create".into(),
+                "debt.unsecured.presentation".into(),
+                "client.access.consent.events".into(),
+            ],
+            pid: None,
+            ttl_secs: 8 * 3600,
+        },
+    )?;
     let without = population
         .persons_without_debt()
         .first()
@@ -194,7 +286,49 @@ fn print_banner(
     );
     println!();
     println!(
+        "Consents: Demo Nettbank AS ({DEMO_PARTNER}) records the person's consent, then uses it:"
+    );
+    println!("  export PARTNER_TOKEN={partner_token}");
+    println!(
+        "  CONSENT=$(curl -s -X PUT {url}/v1/consent/agreement -H \"Authorization: Bearer $PARTNER_TOKEN\" \
+         -H 'Content-Type: application/json' -d '{{\"nin\":\"{with_debt}\",\"scope_of_consent\":\"debt.unsecured.presentation\",\
+         \"consent_duration_days\":30,\"client_consent_id\":\"demo-consent-1\"}}' | sed -n 's/.*\"id\":\"\\([^\"]*\\)\".*/\\1/p')"
+    );
+    println!("  curl -s {url}/v1/debt/$CONSENT -H \"Authorization: Bearer $PARTNER_TOKEN\"");
+    println!("  curl -s {url}/v1/debt/$CONSENT/status -H \"Authorization: Bearer $PARTNER_TOKEN\"");
+    println!(
+        "  curl -s '{url}/feed/v1/consent?fromSequenceNr=1&limit=10' -H \"Authorization: Bearer $PARTNER_TOKEN\""
+    );
+    println!();
+    println!("The person's own view (a person token with pid):");
+    println!("  export PERSON_TOKEN={person_token}");
+    println!("  curl -s {url}/v1/me/debt -H \"Authorization: Bearer $PERSON_TOKEN\"");
+    println!("  curl -s {url}/v1/me/consents -H \"Authorization: Bearer $PERSON_TOKEN\"");
+    println!("  curl -s {url}/v1/me/disclosures -H \"Authorization: Bearer $PERSON_TOKEN\"");
+    println!();
+    println!(
+        "The embedded page as the person sees it in Demo Nettbank's iframe (open in a browser):"
+    );
+    println!("  http://{}/", partner_page_addr(config.listen));
+    println!();
+    println!(
         "Other tokens: cargo run -- dev-token --config {} --org 910000002 --scope debt.search",
+        config_path.display()
+    );
+    println!();
+    println!("Copy letters (PDF) for today's searches, and a check of the disclosure log:");
+    println!(
+        "  cargo run -- letters --config {c} --date {today} --out {dir}",
+        c = config_path.display(),
+        today = jiff::Timestamp::now()
+            .to_zoned_datetime(
+                jiff::tz::TimeZone::get("Europe/Oslo").unwrap_or(jiff::tz::TimeZone::UTC)
+            )
+            .date(),
+        dir = config_path.with_file_name("letters").display(),
+    );
+    println!(
+        "  cargo run -- audit verify --config {}",
         config_path.display()
     );
     Ok(())

@@ -1,7 +1,9 @@
 //! The subcommands' work, callable from the binary and from tests. `main.rs` only
 //! parses arguments and calls these.
 
+pub mod audit;
 pub mod demo;
+pub mod letters;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -22,6 +24,10 @@ pub enum CliError {
     Lenders(#[from] LenderSetupError),
     #[error(transparent)]
     Ingest(#[from] IngestError),
+    #[error(transparent)]
+    Letters(#[from] crate::letters::LettersError),
+    #[error(transparent)]
+    Retention(#[from] crate::audit::retention::RetentionError),
     #[error("{0}")]
     Message(String),
 }

@@ -24,12 +24,14 @@ pub const SCOPE_DELIVERY: &str = "debt.delivery";
 pub async fn push(
     State(app): State<Arc<AppState>>,
     Extension(TraceId(trace_id)): Extension<TraceId>,
+    cert: super::ClientCert,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let (_, org) = super::authorize_org(
         &app,
         &headers,
+        &cert,
         &[Role::Lender],
         SCOPE_DELIVERY,
         "deliveries come from lenders",

@@ -70,6 +70,7 @@ mod tests {
             name: "x".into(),
             roles: vec![],
             requests_per_second: rps,
+            embed_origins: Vec::new(),
         }
     }
 

@@ -15,7 +15,6 @@ use super::trace::TraceId;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::config::Role;
-use crate::lookup::TraceContext;
 use crate::model::SearchRequest;
 use crate::nin::NationalId;
 use crate::search::{SearchOutcome, SearchQuery, search};
@@ -31,12 +30,14 @@ const MAX_CO_BORROWERS: usize = 10;
 pub async fn handler(
     State(app): State<Arc<AppState>>,
     Extension(TraceId(trace_id)): Extension<TraceId>,
+    cert: super::ClientCert,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (caller, org_no) = super::authorize_org(
         &app,
         &headers,
+        &cert,
         &[Role::FinancialInstitution, Role::CreditBureau],
         SCOPE_SEARCH,
         "search is for financial institutions and credit bureaus",
@@ -52,14 +53,7 @@ pub async fn handler(
     })?;
     let query = validate(&app, &caller, org_no, via_bureau, request)?;
 
-    let trace = TraceContext {
-        traceparent: headers
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| v.len() <= 128)
-            .map(str::to_owned),
-        trace_id: trace_id.clone(),
-    };
+    let trace = super::trace::lender_context(&headers, &trace_id);
     let started = std::time::Instant::now();
     let result = search(&app, &query, &trace).await;
     let total = started.elapsed();
@@ -77,6 +71,12 @@ pub async fn handler(
         SearchOutcome::NoDebt => 204,
         SearchOutcome::Answer(_) => 200,
     };
+    // Broker overhead: what the lookup cost beyond waiting on lenders (merge,
+    // redaction, the disclosure commit). Its p99 is the broker's own target.
+    app.metrics
+        .overhead
+        .with_label_values(&["search"])
+        .observe(total.saturating_sub(stats.lender_wait).as_secs_f64());
     tracing::info!(
         trace_id = %trace_id,
         purpose = "search",

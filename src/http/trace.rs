@@ -89,6 +89,22 @@ fn is_json(response: &Response) -> bool {
         .is_some_and(|v| v.starts_with("application/json"))
 }
 
+/// The correlation passed on to lenders: our trace id, and the caller's W3C
+/// `traceparent` when it is of a sane length (it is forwarded verbatim).
+pub fn lender_context(
+    headers: &axum::http::HeaderMap,
+    trace_id: &str,
+) -> crate::lookup::TraceContext {
+    crate::lookup::TraceContext {
+        traceparent: headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.len() <= 128)
+            .map(Arc::from),
+        trace_id: Arc::from(trace_id),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

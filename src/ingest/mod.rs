@@ -117,6 +117,11 @@ impl Ingestor {
             m.deliveries
                 .with_label_values(&[lender_id, kind, result])
                 .inc();
+            m.record_delivery(
+                lender_id,
+                accepted,
+                time::OffsetDateTime::now_utc().unix_timestamp(),
+            );
         }
     }
 

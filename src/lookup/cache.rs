@@ -36,12 +36,35 @@ impl AnswerCache {
     /// A cache for `lenders` lenders; `ttl_ms = 0` turns it off (no reuse and no
     /// sharing of calls in flight).
     pub fn new(config: &CacheConfig, lenders: usize) -> Self {
+        Self::counted(config, lenders, None)
+    }
+
+    /// As `new`, counting removals by cause in `evictions` (label `cause`).
+    pub fn counted(
+        config: &CacheConfig,
+        lenders: usize,
+        evictions: Option<prometheus::IntCounterVec>,
+    ) -> Self {
         let cache = (config.ttl_ms > 0).then(|| {
-            Cache::builder()
+            let builder = Cache::builder()
                 .time_to_live(Duration::from_millis(config.ttl_ms))
                 .max_capacity(config.max_bytes)
-                .weigher(|_, v: &Arc<Vec<Loan>>| weight(v))
-                .build()
+                .weigher(|_, v: &Arc<Vec<Loan>>| weight(v));
+            match evictions.clone() {
+                Some(counter) => builder
+                    .eviction_listener(move |_key, _value, cause| {
+                        use moka::notification::RemovalCause;
+                        let cause = match cause {
+                            RemovalCause::Expired => "expired",
+                            RemovalCause::Explicit => "explicit",
+                            RemovalCause::Replaced => "replaced",
+                            RemovalCause::Size => "size",
+                        };
+                        counter.with_label_values(&[cause]).inc();
+                    })
+                    .build(),
+                None => builder.build(),
+            }
         });
         AnswerCache {
             cache,

@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use futures::stream::{FuturesUnordered, StreamExt};
-use gjeldsbro_adapter::{CustomerQuery, Loan};
+use gjeldsbro_adapter::Loan;
 use tokio::time::Instant;
 
 use crate::index::{Index, LenderIdx};
 use crate::lenders::breaker::Admission;
+use crate::lenders::calls::Attempt;
 use crate::lenders::{Lender, Lenders};
 use crate::metrics::Metrics;
 use crate::nin::NationalId;
@@ -39,8 +40,9 @@ pub struct LenderAnswer {
     pub lender: LenderIdx,
     pub source: Source,
     pub loans: Vec<Loan>,
-    /// `ok`, or why the live call failed: `timeout`, `error`, `limited`,
-    /// `malformed`, `saturated` (no capacity left at the lender).
+    /// `ok`, or why there was no live answer: `timeout`, `error`, `malformed`,
+    /// `limited` (the lender's 429, or the broker's own cap on calls in flight or
+    /// per second), `circuit_open`.
     pub outcome: &'static str,
     pub elapsed: Duration,
 }
@@ -61,8 +63,8 @@ impl PersonDebt {
 /// Correlation passed on to lenders.
 #[derive(Debug, Clone)]
 pub struct TraceContext {
-    pub trace_id: String,
-    pub traceparent: Option<String>,
+    pub trace_id: Arc<str>,
+    pub traceparent: Option<Arc<str>>,
 }
 
 /// The lookup engine, shared by all requests.
@@ -152,6 +154,9 @@ impl Lookup {
                 Ok((result, ran)) => {
                     let kind = if ran { "miss" } else { "shared" };
                     self.metrics.cache_requests.with_label_values(&[kind]).inc();
+                    if !ran {
+                        self.metrics.lookups_deduplicated.inc();
+                    }
                     result.map(|loans| loans.as_ref().clone())
                 }
                 Err(_) => Err("timeout"),
@@ -198,26 +203,35 @@ impl Lookup {
     ) -> Result<Vec<Loan>, &'static str> {
         let started = Instant::now();
         let result = match lender.in_flight.try_acquire() {
-            // Our own cap, not the lender's failure: the breaker is not asked.
-            Err(_) => Err("saturated"),
+            // Our own caps (in flight, calls per second) are not the lender's
+            // failures: the breaker is not asked.
+            Err(_) => Err("limited"),
+            Ok(_) if lender.call_rate.check().is_err() => Err("limited"),
             Ok(_permit) => {
                 let admission = lender.breaker.admit();
                 let result = if admission == Admission::Rejected {
                     Err("circuit_open")
                 } else {
-                    let query = CustomerQuery {
+                    let attempt = Attempt::new(
                         nin,
-                        trace_id: &trace.trace_id,
-                        traceparent: trace.traceparent.as_deref(),
+                        trace.trace_id.clone(),
+                        trace.traceparent.clone(),
+                        started + budget,
+                        admission == Admission::Probe,
+                    );
+                    let pending = Unfinished {
+                        metrics: &self.metrics,
+                        lender,
+                        admission,
+                        started,
                     };
                     let result =
-                        match tokio::time::timeout(budget, lender.adapter.fetch_customer(query))
-                            .await
-                        {
+                        match tokio::time::timeout(budget, lender.calls.call(attempt)).await {
                             Ok(Ok(loans)) => Ok(loans),
                             Ok(Err(e)) => Err(e.outcome()),
                             Err(_) => Err("timeout"),
                         };
+                    std::mem::forget(pending);
                     lender.breaker.record(admission, result.is_ok());
                     result
                 };
@@ -235,5 +249,29 @@ impl Lookup {
         self.metrics
             .record_lender_call(&lender.id, outcome, started.elapsed());
         result
+    }
+}
+
+/// A lender call in progress. Every waiter on a shared call gives up at its own
+/// deadline, which can come a tick before the call's own timeout; the call is
+/// then dropped unfinished. It still counts as a timeout: the breaker must hear
+/// of every failed call, and a probe that vanished unheard would leave the
+/// breaker half-open, and the lender unasked, for good.
+struct Unfinished<'a> {
+    metrics: &'a Metrics,
+    lender: &'a Lender,
+    admission: Admission,
+    started: Instant,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        self.lender.breaker.record(self.admission, false);
+        self.metrics
+            .circuit_state
+            .with_label_values(&[&self.lender.id])
+            .set(self.lender.breaker.state() as i64);
+        self.metrics
+            .record_lender_call(&self.lender.id, "timeout", self.started.elapsed());
     }
 }

@@ -2,8 +2,14 @@
 //! disclosure log. SQLite (embedded) is the default; PostgreSQL serves several
 //! broker processes on one database. The lookup path sees only [`Store`].
 
+pub mod audit;
+pub mod consents;
 pub mod postgres;
+mod postgres_audit;
+mod postgres_consents;
 pub mod sqlite;
+mod sqlite_audit;
+mod sqlite_consents;
 
 use std::sync::Arc;
 
@@ -13,6 +19,11 @@ use gjeldsbro_adapter::Loan;
 
 use crate::audit::record::DisclosureRecord;
 use crate::nin::NationalId;
+pub use audit::{AuditStore, Checkpoint, LetterBatch, LetterRow, PurgedRows, StoredDisclosure};
+pub use consents::{
+    ConsentEvent, ConsentUse, CreatedConsent, NewConsent, PersonDisclosure, StoredConsent,
+    UseRequest,
+};
 
 /// Why the store could not do what was asked. Texts never hold a national id.
 #[derive(Debug, thiserror::Error)]
@@ -141,8 +152,9 @@ pub trait DatasetWriter: Send {
     fn abort(self: Box<Self>) -> StoreFuture<'static, ()>;
 }
 
-/// The store as the broker uses it.
-pub trait Store: Send + Sync + 'static {
+/// The store as the broker uses it (and, through [`AuditStore`], the disclosure
+/// log's verifier, retention and letters jobs).
+pub trait Store: AuditStore + Send + Sync + 'static {
     /// The lender's current snapshot rows for one person (empty when none).
     fn snapshot_for<'a>(
         &'a self,
@@ -201,6 +213,65 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes rows of unfinished or superseded loads (at start, after a crash).
     fn clean_up(&self) -> StoreFuture<'_, u64>;
+
+    // Consents (issue 5). Times are fixed-width RFC 3339 UTC text.
+
+    /// Creates a consent and its `created` feed event in one transaction, unless
+    /// the client already used `client_consent_id`: then the earlier consent is
+    /// returned with `fresh: false` and nothing is written.
+    fn create_consent<'a>(&'a self, consent: &'a NewConsent) -> StoreFuture<'a, CreatedConsent>;
+
+    /// One consent by id.
+    fn consent<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<StoredConsent>>;
+
+    /// Archives (withdraws) a consent and writes its `archived` feed event in one
+    /// transaction. False when it was archived already (nothing written).
+    fn archive_consent<'a>(
+        &'a self,
+        id: &'a str,
+        at: &'a str,
+        by: &'a str,
+    ) -> StoreFuture<'a, bool>;
+
+    /// The one step that decides a consent lookup, in one transaction: spends the
+    /// consent if it belongs to `client_org`, is not archived, not spent and ends
+    /// after `at` (a conditional UPDATE: of concurrent uses of a one-time consent
+    /// exactly one succeeds), records the use, and appends the disclosure records
+    /// to the hash-chained log. False: refused, nothing written.
+    fn use_consent_and_record<'a>(
+        &'a self,
+        request: &'a UseRequest,
+        records: &'a [DisclosureRecord],
+    ) -> StoreFuture<'a, bool>;
+
+    /// Records a refused attempt of the owning client to use its consent.
+    fn record_consent_refusal<'a>(
+        &'a self,
+        consent_id: &'a str,
+        by_org: &'a str,
+        at: &'a str,
+    ) -> StoreFuture<'a, ()>;
+
+    /// The person's consents, newest first.
+    fn consents_of_person(&self, nin: NationalId) -> StoreFuture<'_, Vec<StoredConsent>>;
+
+    /// Every use of the person's consents, oldest first.
+    fn consent_uses_of_person(&self, nin: NationalId) -> StoreFuture<'_, Vec<ConsentUse>>;
+
+    /// A client's feed events with sequence number ≥ `from`, oldest first.
+    fn consent_events<'a>(
+        &'a self,
+        client_org: &'a str,
+        from: i64,
+        limit: u32,
+    ) -> StoreFuture<'a, Vec<ConsentEvent>>;
+
+    /// The newest disclosure records about a person, newest first.
+    fn disclosures_of_person(
+        &self,
+        nin: NationalId,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<PersonDisclosure>>;
 }
 
 /// Opens the store named by `url` (`sqlite://PATH`, `postgres://...` or

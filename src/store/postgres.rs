@@ -144,6 +144,93 @@ impl Write for CopyFieldWriter<'_> {
 
 /// Deletes the rows of one generation in batches. `unless_current`: only while
 /// no dataset has made this generation (or a newer one) current.
+/// Appends `records` to the hash-chained disclosure log inside the caller's
+/// transaction on `conn`: takes the table lock that serialises appends across
+/// processes, reads the chain head, inserts. Shared by plain appends and consent
+/// uses.
+pub(super) async fn insert_chained(
+    conn: &mut PgConnection,
+    records: &[DisclosureRecord],
+) -> Result<(), StoreError> {
+    // Serialises appends across every connection and process; plain reads
+    // (ACCESS SHARE) are not blocked.
+    sqlx::query("LOCK TABLE disclosures IN EXCLUSIVE MODE")
+        .execute(&mut *conn)
+        .await?;
+    // The chain head: the newest record, else (everything purged) the
+    // latest checkpoint, else the genesis. Seq numbers are given here, not
+    // drawn from the identity sequence, which a rolled-back append would
+    // leave with a gap the verifier could not tell from a deleted record.
+    let head: Option<(i64, String)> =
+        sqlx::query_as("SELECT seq, hash FROM disclosures ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+    let head = match head {
+        Some(h) => Some(h),
+        None => {
+            sqlx::query_as("SELECT seq, hash FROM disclosure_checkpoints ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *conn)
+                .await?
+        }
+    };
+    let (head_seq, mut prev) = head.unwrap_or_else(|| (0, GENESIS.to_owned()));
+    let n = records.len();
+    let mut seq = Vec::with_capacity(n);
+    let mut query_id = Vec::with_capacity(n);
+    let mut at = Vec::with_capacity(n);
+    let mut recipient = Vec::with_capacity(n);
+    let mut on_behalf_of = Vec::with_capacity(n);
+    let mut purpose = Vec::with_capacity(n);
+    let mut reference = Vec::with_capacity(n);
+    let mut nin = Vec::with_capacity(n);
+    let mut disclosed = Vec::with_capacity(n);
+    let mut letter = Vec::with_capacity(n);
+    let mut message = Vec::with_capacity(n);
+    let mut prev_hash = Vec::with_capacity(n);
+    let mut hash = Vec::with_capacity(n);
+    for (i, r) in records.iter().enumerate() {
+        let h = chain_hash(&prev, r);
+        seq.push(head_seq + 1 + i as i64);
+        query_id.push(r.query_id.clone());
+        at.push(r.at.clone());
+        recipient.push(r.recipient_org.clone());
+        on_behalf_of.push(r.on_behalf_of.clone());
+        purpose.push(r.purpose.clone());
+        reference.push(r.reference_id.clone());
+        nin.push(r.nin as i64);
+        disclosed.push(r.disclosed.clone());
+        letter.push(r.letter_owed_by.clone());
+        message.push(r.message.clone());
+        prev_hash.push(std::mem::replace(&mut prev, h.clone()));
+        hash.push(h);
+    }
+    // Each row carries its own seq, one past the head and in chain order.
+    sqlx::query(
+        "INSERT INTO disclosures (seq, query_id, at, recipient_org, on_behalf_of, purpose, reference_id, \
+         nin, disclosed, letter_owed_by, message, prev_hash, hash) OVERRIDING SYSTEM VALUE \
+         SELECT s, q, a, r, o, p, f, n, d, l, m, ph, h FROM UNNEST(\
+         $13::bigint[], $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+         $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[]) \
+         AS u(s, q, a, r, o, p, f, n, d, l, m, ph, h) ORDER BY s",
+    )
+    .bind(query_id)
+    .bind(at)
+    .bind(recipient)
+    .bind(on_behalf_of)
+    .bind(purpose)
+    .bind(reference)
+    .bind(nin)
+    .bind(disclosed)
+    .bind(letter)
+    .bind(message)
+    .bind(prev_hash)
+    .bind(hash)
+    .bind(seq)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 async fn delete_generation(
     conn: &mut PgConnection,
     generation: i64,
@@ -338,67 +425,7 @@ impl Store for PostgresStore {
             }
             // Dropping the transaction on any error rolls it back: all or nothing.
             let mut tx = self.pool.begin().await?;
-            // Serialises appends across every connection and process; plain reads
-            // (ACCESS SHARE) are not blocked.
-            sqlx::query("LOCK TABLE disclosures IN EXCLUSIVE MODE")
-                .execute(&mut *tx)
-                .await?;
-            let mut prev: String =
-                sqlx::query_scalar("SELECT hash FROM disclosures ORDER BY seq DESC LIMIT 1")
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .unwrap_or_else(|| GENESIS.to_owned());
-            let n = records.len();
-            let mut query_id = Vec::with_capacity(n);
-            let mut at = Vec::with_capacity(n);
-            let mut recipient = Vec::with_capacity(n);
-            let mut on_behalf_of = Vec::with_capacity(n);
-            let mut purpose = Vec::with_capacity(n);
-            let mut reference = Vec::with_capacity(n);
-            let mut nin = Vec::with_capacity(n);
-            let mut disclosed = Vec::with_capacity(n);
-            let mut letter = Vec::with_capacity(n);
-            let mut message = Vec::with_capacity(n);
-            let mut prev_hash = Vec::with_capacity(n);
-            let mut hash = Vec::with_capacity(n);
-            for r in records {
-                let h = chain_hash(&prev, r);
-                query_id.push(r.query_id.clone());
-                at.push(r.at.clone());
-                recipient.push(r.recipient_org.clone());
-                on_behalf_of.push(r.on_behalf_of.clone());
-                purpose.push(r.purpose.clone());
-                reference.push(r.reference_id.clone());
-                nin.push(r.nin as i64);
-                disclosed.push(r.disclosed.clone());
-                letter.push(r.letter_owed_by.clone());
-                message.push(r.message.clone());
-                prev_hash.push(std::mem::replace(&mut prev, h.clone()));
-                hash.push(h);
-            }
-            // Rows are inserted in array order, so `seq` follows the chain.
-            sqlx::query(
-                "INSERT INTO disclosures (query_id, at, recipient_org, on_behalf_of, purpose, reference_id, \
-                 nin, disclosed, letter_owed_by, message, prev_hash, hash) \
-                 SELECT q, a, r, o, p, f, n, d, l, m, ph, h FROM UNNEST(\
-                 $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                 $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[]) \
-                 WITH ORDINALITY AS u(q, a, r, o, p, f, n, d, l, m, ph, h, ord) ORDER BY ord",
-            )
-            .bind(query_id)
-            .bind(at)
-            .bind(recipient)
-            .bind(on_behalf_of)
-            .bind(purpose)
-            .bind(reference)
-            .bind(nin)
-            .bind(disclosed)
-            .bind(letter)
-            .bind(message)
-            .bind(prev_hash)
-            .bind(hash)
-            .execute(&mut *tx)
-            .await?;
+            insert_chained(&mut tx, records).await?;
             tx.commit().await?;
             Ok(())
         }
@@ -607,6 +634,68 @@ impl Store for PostgresStore {
             Ok(())
         }
         .boxed()
+    }
+
+    fn create_consent<'a>(
+        &'a self,
+        consent: &'a super::NewConsent,
+    ) -> StoreFuture<'a, super::CreatedConsent> {
+        super::postgres_consents::create(&self.pool, consent).boxed()
+    }
+
+    fn consent<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<super::StoredConsent>> {
+        super::postgres_consents::get(&self.pool, id).boxed()
+    }
+
+    fn archive_consent<'a>(
+        &'a self,
+        id: &'a str,
+        at: &'a str,
+        by: &'a str,
+    ) -> StoreFuture<'a, bool> {
+        super::postgres_consents::archive(&self.pool, id, at, by).boxed()
+    }
+
+    fn use_consent_and_record<'a>(
+        &'a self,
+        request: &'a super::UseRequest,
+        records: &'a [DisclosureRecord],
+    ) -> StoreFuture<'a, bool> {
+        super::postgres_consents::use_and_record(&self.pool, request, records).boxed()
+    }
+
+    fn record_consent_refusal<'a>(
+        &'a self,
+        consent_id: &'a str,
+        by_org: &'a str,
+        at: &'a str,
+    ) -> StoreFuture<'a, ()> {
+        super::postgres_consents::refusal(&self.pool, consent_id, by_org, at).boxed()
+    }
+
+    fn consents_of_person(&self, nin: NationalId) -> StoreFuture<'_, Vec<super::StoredConsent>> {
+        super::postgres_consents::of_person(&self.pool, nin).boxed()
+    }
+
+    fn consent_uses_of_person(&self, nin: NationalId) -> StoreFuture<'_, Vec<super::ConsentUse>> {
+        super::postgres_consents::uses_of_person(&self.pool, nin).boxed()
+    }
+
+    fn consent_events<'a>(
+        &'a self,
+        client_org: &'a str,
+        from: i64,
+        limit: u32,
+    ) -> StoreFuture<'a, Vec<super::ConsentEvent>> {
+        super::postgres_consents::events(&self.pool, client_org, from, limit).boxed()
+    }
+
+    fn disclosures_of_person(
+        &self,
+        nin: NationalId,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<super::PersonDisclosure>> {
+        super::postgres_consents::disclosures_of_person(&self.pool, nin, limit).boxed()
     }
 
     fn clean_up(&self) -> StoreFuture<'_, u64> {

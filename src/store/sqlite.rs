@@ -364,37 +364,7 @@ impl Store for SqliteStore {
             // IMMEDIATE takes the write lock now, so reading the chain head and
             // appending cannot interleave with another writer.
             sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-            let result: Result<(), StoreError> = async {
-                let mut prev: String = sqlx::query_scalar("SELECT hash FROM disclosures ORDER BY seq DESC LIMIT 1")
-                    .fetch_optional(&mut *conn)
-                    .await?
-                    .unwrap_or_else(|| GENESIS.to_owned());
-                for r in records {
-                    let hash = chain_hash(&prev, r);
-                    sqlx::query(
-                        "INSERT INTO disclosures (query_id, at, recipient_org, on_behalf_of, purpose, reference_id, \
-                         nin, disclosed, letter_owed_by, message, prev_hash, hash) \
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    )
-                    .bind(r.query_id.clone())
-                    .bind(r.at.clone())
-                    .bind(r.recipient_org.clone())
-                    .bind(r.on_behalf_of.clone())
-                    .bind(r.purpose.clone())
-                    .bind(r.reference_id.clone())
-                    .bind(r.nin as i64)
-                    .bind(r.disclosed.clone())
-                    .bind(r.letter_owed_by.clone())
-                    .bind(r.message.clone())
-                    .bind(prev.clone())
-                    .bind(hash.clone())
-                    .execute(&mut *conn)
-                    .await?;
-                    prev = hash;
-                }
-                Ok(())
-            }
-            .await;
+            let result = insert_chained(&mut conn, records).await;
             match result {
                 Ok(()) => {
                     sqlx::query("COMMIT").execute(&mut *conn).await?;
@@ -454,6 +424,68 @@ impl Store for SqliteStore {
             Ok(())
         }
         .boxed()
+    }
+
+    fn create_consent<'a>(
+        &'a self,
+        consent: &'a super::NewConsent,
+    ) -> StoreFuture<'a, super::CreatedConsent> {
+        super::sqlite_consents::create(&self.pool, consent).boxed()
+    }
+
+    fn consent<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<super::StoredConsent>> {
+        super::sqlite_consents::get(&self.pool, id).boxed()
+    }
+
+    fn archive_consent<'a>(
+        &'a self,
+        id: &'a str,
+        at: &'a str,
+        by: &'a str,
+    ) -> StoreFuture<'a, bool> {
+        super::sqlite_consents::archive(&self.pool, id, at, by).boxed()
+    }
+
+    fn use_consent_and_record<'a>(
+        &'a self,
+        request: &'a super::UseRequest,
+        records: &'a [DisclosureRecord],
+    ) -> StoreFuture<'a, bool> {
+        super::sqlite_consents::use_and_record(&self.pool, request, records).boxed()
+    }
+
+    fn record_consent_refusal<'a>(
+        &'a self,
+        consent_id: &'a str,
+        by_org: &'a str,
+        at: &'a str,
+    ) -> StoreFuture<'a, ()> {
+        super::sqlite_consents::refusal(&self.pool, consent_id, by_org, at).boxed()
+    }
+
+    fn consents_of_person(&self, nin: NationalId) -> StoreFuture<'_, Vec<super::StoredConsent>> {
+        super::sqlite_consents::of_person(&self.pool, nin).boxed()
+    }
+
+    fn consent_uses_of_person(&self, nin: NationalId) -> StoreFuture<'_, Vec<super::ConsentUse>> {
+        super::sqlite_consents::uses_of_person(&self.pool, nin).boxed()
+    }
+
+    fn consent_events<'a>(
+        &'a self,
+        client_org: &'a str,
+        from: i64,
+        limit: u32,
+    ) -> StoreFuture<'a, Vec<super::ConsentEvent>> {
+        super::sqlite_consents::events(&self.pool, client_org, from, limit).boxed()
+    }
+
+    fn disclosures_of_person(
+        &self,
+        nin: NationalId,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<super::PersonDisclosure>> {
+        super::sqlite_consents::disclosures_of_person(&self.pool, nin, limit).boxed()
     }
 
     fn clean_up(&self) -> StoreFuture<'_, u64> {
@@ -623,6 +655,67 @@ impl DatasetWriter for SqliteDatasetWriter {
         .boxed()
     }
 }
+
+/// Appends `records` to the hash-chained disclosure log on `conn`, inside the
+/// caller's `BEGIN IMMEDIATE` transaction (which holds the write lock, so the
+/// chain head cannot move underneath). Shared by plain appends and consent uses.
+pub(super) async fn insert_chained(
+    conn: &mut sqlx::SqliteConnection,
+    records: &[DisclosureRecord],
+) -> Result<(), StoreError> {
+    // The chain head: the newest record, else (everything purged) the latest
+    // checkpoint, else the genesis. Seq numbers are given here, not left to the
+    // table, so they stay contiguous across purges.
+    let head: Option<(i64, String)> =
+        sqlx::query_as("SELECT seq, hash FROM disclosures ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+    let head = match head {
+        Some(h) => Some(h),
+        None => {
+            sqlx::query_as("SELECT seq, hash FROM disclosure_checkpoints ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *conn)
+                .await?
+        }
+    };
+    let (mut seq, mut prev) = head.unwrap_or_else(|| (0, GENESIS.to_owned()));
+    let mut rows = Vec::with_capacity(records.len());
+    for r in records {
+        let hash = chain_hash(&prev, r);
+        seq += 1;
+        rows.push((seq, r, std::mem::replace(&mut prev, hash.clone()), hash));
+    }
+    // One multi-row INSERT per chunk: each statement is a hand-off to sqlx's
+    // SQLite worker thread and back, which cost more than the insert itself
+    // when a group commit carried a statement per record.
+    for chunk in rows.chunks(DISCLOSURE_ROWS_PER_INSERT) {
+        let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO disclosures (seq, query_id, at, recipient_org, on_behalf_of, purpose, \
+             reference_id, nin, disclosed, letter_owed_by, message, prev_hash, hash) ",
+        );
+        insert.push_values(chunk, |mut row, (seq, r, prev, hash)| {
+            row.push_bind(*seq)
+                .push_bind(r.query_id.clone())
+                .push_bind(r.at.clone())
+                .push_bind(r.recipient_org.clone())
+                .push_bind(r.on_behalf_of.clone())
+                .push_bind(r.purpose.clone())
+                .push_bind(r.reference_id.clone())
+                .push_bind(r.nin as i64)
+                .push_bind(r.disclosed.clone())
+                .push_bind(r.letter_owed_by.clone())
+                .push_bind(r.message.clone())
+                .push_bind(prev.clone())
+                .push_bind(hash.clone());
+        });
+        insert.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Rows per disclosure INSERT: 13 parameters each stays far below SQLite's
+/// 32,766-parameter limit.
+const DISCLOSURE_ROWS_PER_INSERT: usize = 500;
 
 async fn delete_other_generations(
     pool: &SqlitePool,

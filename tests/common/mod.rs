@@ -78,6 +78,23 @@ pub fn token(org: &str, scopes: &[&str]) -> String {
     .expect("mint")
 }
 
+/// A person token (OIDC style: `pid`, no organisation), signed with the dev key.
+pub fn person_token(pid: &str) -> String {
+    devtoken::mint(
+        &dev_key(),
+        devtoken::DEV_KID,
+        ISSUER,
+        AUDIENCE,
+        DevClaims {
+            org_no: None,
+            scopes: vec!["openid".into()],
+            pid: Some(pid.to_owned()),
+            ttl_secs: 600,
+        },
+    )
+    .expect("mint")
+}
+
 pub fn fi_token() -> String {
     token(FI, &["debt.search"])
 }
@@ -98,6 +115,10 @@ pub struct Options {
     pub down: Vec<usize>,
     /// The config order of the lenders (population indices); default 0..n.
     pub order: Option<Vec<usize>>,
+    /// TOML lines added to every lender's table.
+    pub lender_extra: String,
+    /// TOML lines added to the partner's `[[clients]]` table (e.g. `embed_origins`).
+    pub partner_extra: String,
 }
 
 impl Default for Options {
@@ -109,6 +130,8 @@ impl Default for Options {
             timeout_ms: 300,
             down: Vec::new(),
             order: None,
+            lender_extra: String::new(),
+            partner_extra: String::new(),
         }
     }
 }
@@ -198,10 +221,11 @@ impl Fixture {
              [auth]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\njwks_file = \"{jwks}\"\n\n\
              [[clients]]\norg_no = \"{FI}\"\nname = \"Itest Bank ASA\"\nroles = [\"financial_institution\"]\n\n\
              [[clients]]\norg_no = \"{BUREAU}\"\nname = \"Itest Kredittopplysning AS\"\nroles = [\"credit_bureau\"]\n\n\
-             [[clients]]\norg_no = \"{PARTNER}\"\nname = \"Itest Nettbank AS\"\nroles = [\"partner\"]\n\n\
+             [[clients]]\norg_no = \"{PARTNER}\"\nname = \"Itest Nettbank AS\"\nroles = [\"partner\"]\n{partner_extra}\n\
              [[clients]]\norg_no = \"{OPERATOR}\"\nname = \"Itest Drift\"\nroles = [\"operator\"]\n",
             db = self.db_path.display(),
             jwks = jwks.display(),
+            partner_extra = self.opts.partner_extra,
         );
         let order: Vec<usize> = self
             .opts
@@ -212,12 +236,13 @@ impl Fixture {
             let spec = &self.specs[i];
             out.push_str(&format!(
                 "\n[[lenders]]\nid = \"{id}\"\norg_no = \"{org}\"\nname = \"{name}\"\nadapter = \"api-debt-fi\"\n\
-                 base_url = \"{url}\"\ntimeout_ms = {t}\n",
+                 base_url = \"{url}\"\ntimeout_ms = {t}\n{extra}",
                 id = spec.id,
                 org = spec.org_no,
                 name = Self::lender_name(i),
                 url = self.base_urls[i],
                 t = self.opts.timeout_ms,
+                extra = self.opts.lender_extra,
             ));
         }
         out
@@ -244,7 +269,14 @@ impl Fixture {
 
     /// A broker with every lender's dataset ingested in-process, serving.
     pub async fn broker(&self) -> Broker {
-        let path = self.write_config("gjeldsbro.toml", "127.0.0.1:0", true);
+        self.broker_with(|text| text).await
+    }
+
+    /// Like [`Fixture::broker`], with the config text passed through `edit` first
+    /// (to add a `[tls]` table, say).
+    pub async fn broker_with(&self, edit: impl FnOnce(String) -> String) -> Broker {
+        let path = self.dir.path().join("gjeldsbro.toml");
+        std::fs::write(&path, edit(self.config_text("127.0.0.1:0", true))).unwrap();
         let b = Broker::start(&path).await;
         for spec in &self.specs {
             let bytes = serde_json::to_vec(&json!({
@@ -265,6 +297,14 @@ impl Fixture {
                 .expect("ingest");
         }
         b
+    }
+
+    /// The same on another store (e.g. a PostgreSQL test schema's URL).
+    pub async fn broker_on(&self, store_url: &str) -> Broker {
+        let sqlite_url = format!("sqlite://{}", self.db_path.display());
+        let store_url = store_url.to_owned();
+        self.broker_with(move |text| text.replace(&sqlite_url, &store_url))
+            .await
     }
 
     /// Every accountID of every lender.
@@ -408,6 +448,41 @@ impl Broker {
     /// A search for `ssn` by the FI.
     pub async fn search(&self, ssn: &str) -> Resp {
         self.search_as(&fi_token(), &json!({"ssn": ssn, "referenceID": "itest"}))
+            .await
+    }
+
+    /// A request with an optional bearer token and JSON body.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Resp {
+        let mut req = self.client.request(method, format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(b).unwrap());
+        }
+        Resp::from(req.send().await.expect("request")).await
+    }
+
+    pub async fn get_as(&self, path: &str, token: &str) -> Resp {
+        self.send(reqwest::Method::GET, path, Some(token), None)
+            .await
+    }
+
+    pub async fn delete_as(&self, path: &str, token: &str) -> Resp {
+        self.send(reqwest::Method::DELETE, path, Some(token), None)
+            .await
+    }
+
+    pub async fn put_json(&self, path: &str, token: &str, body: &Value) -> Resp {
+        self.send(reqwest::Method::PUT, path, Some(token), Some(body))
             .await
     }
 

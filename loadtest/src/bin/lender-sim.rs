@@ -5,8 +5,9 @@
 //! lender-sim --dataset FILE --org ORGNO --listen 127.0.0.1:9001
 //! lender-sim --population-seed 42 --persons 10000 --lenders 3 --base-port 9001
 //! ```
-//! Both accept `--behaviour JSON` (e.g. `{"latency":{"fixed":{"ms":20}}}`) and
-//! `--page-size N`. Each lender can be steered later through `PUT /__sim/behaviour`.
+//! Both accept `--behaviour JSON` (e.g. `{"latency":{"fixed":{"ms":20}}}`),
+//! `--page-size N`, and `--tls-cert FILE --tls-key FILE [--client-ca FILE]` to
+//! serve HTTPS (requiring client certificates from the CA with `--client-ca`). Each lender can be steered later through `PUT /__sim/behaviour`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,6 +54,35 @@ struct Args {
     /// Customers per dataset page (default: the whole dataset on page 0).
     #[arg(long)]
     page_size: Option<usize>,
+
+    /// Serve HTTPS with this certificate chain (PEM; needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates from these CAs (PEM; needs --tls-cert).
+    #[arg(long, requires = "tls_cert")]
+    client_ca: Option<PathBuf>,
+}
+
+fn read_text(path: &std::path::Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Plain HTTP, or HTTPS with the TLS options.
+async fn start(
+    listen: SocketAddr,
+    org: String,
+    customers: Vec<gjeldsbro_adapter::CustomerLoans>,
+    behaviour: Behaviour,
+    tls: Option<&sim::SimTls>,
+) -> anyhow::Result<sim::SimHandle> {
+    let handle = match tls {
+        Some(tls) => sim::spawn_tls(listen, org, customers, behaviour, tls.clone()).await,
+        None => sim::spawn(listen, org, customers, behaviour).await,
+    };
+    handle.with_context(|| format!("listening on {listen}"))
 }
 
 #[tokio::main]
@@ -73,6 +103,15 @@ async fn main() -> anyhow::Result<()> {
         behaviour.page_size = args.page_size;
     }
 
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(sim::SimTls {
+            cert_pem: read_text(cert)?,
+            key_pem: read_text(key)?,
+            client_ca_pem: args.client_ca.as_deref().map(read_text).transpose()?,
+        }),
+        _ => None,
+    };
+
     let mut handles = Vec::new();
     if let Some(path) = &args.dataset {
         let (Some(org), Some(listen)) = (args.org.clone(), args.listen) else {
@@ -80,9 +119,7 @@ async fn main() -> anyhow::Result<()> {
         };
         let page = read_dataset(path)?;
         let n = page.customers.len();
-        let handle = sim::spawn(listen, org.clone(), page.customers, behaviour)
-            .await
-            .with_context(|| format!("listening on {listen}"))?;
+        let handle = start(listen, org.clone(), page.customers, behaviour, tls.as_ref()).await?;
         println!("{org} {} customers={n}", handle.base_url());
         handles.push(handle);
     } else if let Some(seed) = args.population_seed {
@@ -110,9 +147,14 @@ async fn main() -> anyhow::Result<()> {
             let listen = SocketAddr::from(([127, 0, 0, 1], port));
             let customers = population.dataset(&l.id);
             let n = customers.len();
-            let handle = sim::spawn(listen, l.org_no.clone(), customers, behaviour.clone())
-                .await
-                .with_context(|| format!("listening on {listen}"))?;
+            let handle = start(
+                listen,
+                l.org_no.clone(),
+                customers,
+                behaviour.clone(),
+                tls.as_ref(),
+            )
+            .await?;
             println!("{} {} {} customers={n}", l.id, l.org_no, handle.base_url());
             handles.push(handle);
         }

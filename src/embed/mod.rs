@@ -1,0 +1,185 @@
+//! The embeddable page: the person's own debt and the consent for one partner,
+//! server-rendered for the partner's iframe. This module holds what is not HTTP
+//! routing: the session cookie, the CSRF token, the security headers; the HTML
+//! is in [`page`].
+//!
+//! How the iframe is authenticated (see `docs/architecture.md`, "The embedded
+//! page"): the partner's page POSTs the person's OIDC token (issued for the
+//! broker's audience) once, as a form field, into the iframe
+//! (`POST /embed/v1/session`). The broker checks it like any token and sets it as
+//! an `HttpOnly; Secure; SameSite=None; Partitioned` cookie on `/embed/`, then
+//! redirects to the page. The token never appears in a URL (so never in an
+//! access log or a `Referer`), scripts cannot read the cookie, and it is checked
+//! again on every request, so the session ends when the token expires. Form posts
+//! carry a CSRF token derived from the session's token.
+
+pub mod page;
+
+use std::sync::OnceLock;
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+
+/// The session cookie's name.
+pub const COOKIE: &str = "gjeldsbro_embed";
+/// The longest a session cookie lives (the token's own expiry usually ends it
+/// sooner: it is checked on every request).
+pub const SESSION_MAX_AGE_SECS: u64 = 30 * 60;
+
+/// The key CSRF tokens are made with: from `log_hash_key` when set (so every
+/// instance agrees), else one random key for this process.
+fn csrf_key(config: &Config) -> [u8; 32] {
+    static RANDOM: OnceLock<[u8; 32]> = OnceLock::new();
+    match config.log_hash_key.as_deref() {
+        Some(k) => {
+            let mut h = Sha256::new();
+            // A separate purpose, so a log hash is never a CSRF token.
+            h.update(b"gjeldsbro embed csrf\n");
+            h.update(k.trim().as_bytes());
+            h.finalize().into()
+        }
+        None => *RANDOM.get_or_init(|| {
+            let mut key = [0u8; 32];
+            rand::fill(&mut key);
+            key
+        }),
+    }
+}
+
+fn csrf_mac(config: &Config, session_token: &str) -> Hmac<Sha256> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&csrf_key(config))
+        .expect("HMAC takes keys of any length");
+    mac.update(session_token.as_bytes());
+    mac
+}
+
+/// The CSRF token for forms of the session holding `session_token`.
+pub fn csrf_token(config: &Config, session_token: &str) -> String {
+    hex::encode(&csrf_mac(config, session_token).finalize().into_bytes()[..16])
+}
+
+/// Whether `given` is the session's CSRF token (compared in constant time).
+pub fn csrf_ok(config: &Config, session_token: &str, given: &str) -> bool {
+    match hex::decode(given) {
+        Ok(bytes) if bytes.len() == 16 => csrf_mac(config, session_token)
+            .verify_truncated_left(&bytes)
+            .is_ok(),
+        _ => false,
+    }
+}
+
+/// `Set-Cookie` for a new session. `SameSite=None` because the page lives in a
+/// third-party iframe; `Partitioned` (CHIPS) keeps the cookie to the partner's
+/// top-level site, which is also what browsers that block third-party cookies
+/// still allow.
+pub fn session_cookie(token: &str) -> String {
+    format!(
+        "{COOKIE}={token}; Path=/embed/; Max-Age={SESSION_MAX_AGE_SECS}; HttpOnly; Secure; SameSite=None; Partitioned"
+    )
+}
+
+/// The session's token from the `Cookie` header, if any.
+pub fn token_from_cookies(cookie_header: &str) -> Option<&str> {
+    cookie_header
+        .split(';')
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+}
+
+/// A fresh nonce for the page's one inline `<style>`.
+pub fn nonce() -> String {
+    let mut n = [0u8; 16];
+    rand::fill(&mut n);
+    hex::encode(n)
+}
+
+/// The page's Content-Security-Policy: nothing loads but the nonce'd style, no
+/// script at all, forms post only to the broker, and only `origins` may frame it.
+pub fn content_security_policy(origins: &[String], nonce: &str) -> String {
+    let ancestors = if origins.is_empty() {
+        "'none'".to_owned()
+    } else {
+        origins.join(" ")
+    };
+    format!(
+        "default-src 'none'; style-src 'nonce-{nonce}'; img-src 'none'; script-src 'none'; \
+         form-action 'self'; base-uri 'none'; frame-ancestors {ancestors}"
+    )
+}
+
+/// A partner's reference for the embedding session (`ref`): it goes into URLs
+/// and into the consent's `client_consent_id`, so only `[A-Za-z0-9._:-]`, at
+/// most 64 characters, and never a run of 11 digits (it could be a national id).
+pub fn valid_reference(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+        && !s
+            .split(|c: char| !c.is_ascii_digit())
+            .any(|run| run.len() >= 11)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        let mut c = Config::parse(
+            "listen = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://x.db\"\n[auth]\nissuer = \"i\"\naudience = \"a\"\njwks_file = \"j\"\n",
+        )
+        .unwrap();
+        c.log_hash_key = Some("00112233445566778899aabbccddeeff".into());
+        c
+    }
+
+    #[test]
+    fn csrf_tokens_belong_to_their_session() {
+        let c = config();
+        let t = csrf_token(&c, "token-a");
+        assert_eq!(t.len(), 32);
+        assert!(csrf_ok(&c, "token-a", &t));
+        assert!(!csrf_ok(&c, "token-b", &t));
+        assert!(!csrf_ok(&c, "token-a", "00"));
+        assert!(!csrf_ok(&c, "token-a", "not hex"));
+    }
+
+    #[test]
+    fn cookies_and_policy() {
+        let set = session_cookie("a.b.c");
+        for part in [
+            "HttpOnly",
+            "Secure",
+            "SameSite=None",
+            "Partitioned",
+            "Path=/embed/",
+        ] {
+            assert!(set.contains(part), "{set}");
+        }
+        assert_eq!(
+            token_from_cookies("x=1; gjeldsbro_embed=a.b.c; y=2"),
+            Some("a.b.c")
+        );
+        assert_eq!(token_from_cookies("x=1"), None);
+        let csp = content_security_policy(&["https://bank.example".into()], "n1");
+        assert!(
+            csp.contains("frame-ancestors https://bank.example"),
+            "{csp}"
+        );
+        assert!(csp.contains("script-src 'none'"));
+        assert!(content_security_policy(&[], "n").contains("frame-ancestors 'none'"));
+    }
+
+    #[test]
+    fn references() {
+        assert!(valid_reference("session-42.a:b_c"));
+        assert!(!valid_reference(""));
+        assert!(!valid_reference("a b"));
+        assert!(!valid_reference("x01017012345"));
+        assert!(!valid_reference(&"a".repeat(65)));
+    }
+}
