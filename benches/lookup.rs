@@ -1,7 +1,8 @@
 //! Benchmarks of the lookup path, from the edge inwards:
 //!
 //! * `nin/*`: national-id validation (`NationalId::parse`), valid and invalid ids.
-//! * `index_1m/*`: the person → lenders index at 1,000,000 persons.
+//! * `index_5m/*`: the person → lenders index at 5,000,000 persons (about
+//!   Norway's population).
 //! * `answer_4x2/*`: merge, redaction and JSON encoding for 4 lenders × 2 loans.
 //! * `pipeline_fanout4/*`: `Lookup::person` → merge → redact → JSON against four
 //!   in-process lenders on a current-thread runtime, all live and with one lender
@@ -31,7 +32,7 @@ use gjeldsbro::store::{DatasetSummary, SnapshotRow};
 use gjeldsbro_adapter::{AdapterError, ChargePeriod, CustomerQuery, LenderAdapter, Loan, LoanType};
 
 const POLICY: IdPolicy = IdPolicy::SYNTHETIC_OK;
-const INDEX_PERSONS: usize = 1_000_000;
+const INDEX_PERSONS: usize = 5_000_000;
 const INDEX_LENDERS: u64 = 8;
 
 // ---------------------------------------------------------------------------
@@ -266,7 +267,7 @@ fn bench_nin(c: &mut Criterion) {
 }
 
 // ---------------------------------------------------------------------------
-// 2. The index at 1 M persons
+// 2. The index at 5 M persons
 // ---------------------------------------------------------------------------
 
 fn bench_index(c: &mut Criterion) {
@@ -298,7 +299,7 @@ fn bench_index(c: &mut Criterion) {
     assert_eq!(snapshot.persons(), INDEX_PERSONS);
     let heap = snapshot.heap_bytes();
     println!(
-        "index_1m: {} persons, {} (person, lender) pairs over {} lenders, built in {:.0?}; \
+        "index_5m: {} persons, {} (person, lender) pairs over {} lenders, built in {:.0?}; \
          heap_bytes() = {} ({:.2} bytes/person)",
         INDEX_PERSONS,
         pairs,
@@ -321,7 +322,7 @@ fn bench_index(c: &mut Criterion) {
         assert!(snapshot.lenders_of(*q).is_empty());
     }
 
-    let mut g = c.benchmark_group("index_1m");
+    let mut g = c.benchmark_group("index_5m");
     g.bench_function("lenders_of_present", |b| {
         let mut i = 0usize;
         b.iter(|| {
