@@ -51,12 +51,20 @@ fn rule_of(ingest_rule: &str) -> Rule {
     }
 }
 
-fn reject(findings: &mut Findings, page: u64, e: ParseError) {
+fn reject(findings: &mut Findings, page: u64, e: ParseError, policy: IdPolicy) {
     match e {
-        ParseError::Rejected(r) => findings.fail(
-            rule_of(r.rule),
-            format!("getalldata page {page}: {} ({r})", r.rule),
-        ),
+        ParseError::Rejected(r) => {
+            // The common first-run mistake in a test environment.
+            let hint = if r.rule == "invalid_national_id" && !policy.accept_synthetic {
+                " (a test environment with synthetic ids needs --accept-synthetic-ids)"
+            } else {
+                ""
+            };
+            findings.fail(
+                rule_of(r.rule),
+                format!("getalldata page {page}, {r}{hint}"),
+            )
+        }
         ParseError::Aborted => findings.fail(
             Rule::GetalldataPaging,
             format!("getalldata page {page}: the check was aborted"),
@@ -111,7 +119,7 @@ pub async fn check(
         let n = match parser.parse_document(&answer.body[..], &mut Discard) {
             Ok(n) => n,
             Err(e) => {
-                reject(findings, page, e);
+                reject(findings, page, e, policy);
                 return outcome;
             }
         };
@@ -143,7 +151,7 @@ pub async fn check(
                 summary.open_loans
             ),
         ),
-        Err(e) => reject(findings, page, e),
+        Err(e) => reject(findings, page, e, policy),
     }
     outcome
 }
