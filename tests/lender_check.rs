@@ -257,3 +257,94 @@ async fn a_bad_customer_id_is_refused_without_echoing_it() {
     );
     assert!(!stderr.contains(not_an_id), "{stderr}");
 }
+
+/// A lender that requires the broker's client certificate (mTLS) on a private
+/// CA: the check passes with the broker's certificate and the lender's CA, and
+/// without the certificate nothing gets through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_lenders_are_checked_with_the_brokers_certificate() {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let ca = |name: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, name);
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let pem = p.self_signed(&key).unwrap().pem();
+        (pem, Issuer::new(p, key))
+    };
+    let leaf = |issuer: &Issuer<'static, KeyPair>, sans: Vec<String>, usage| {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(sans).unwrap();
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![usage];
+        (
+            p.signed_by(&key, issuer).unwrap().pem(),
+            key.serialize_pem(),
+        )
+    };
+    let (lender_ca_pem, lender_ca) = ca("Itest Lender CA");
+    let (broker_ca_pem, broker_ca) = ca("Itest Broker Client CA");
+    let (server_cert, server_key) = leaf(
+        &lender_ca,
+        vec!["127.0.0.1".into(), "localhost".into()],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let (client_cert, client_key) =
+        leaf(&broker_ca, Vec::new(), ExtendedKeyUsagePurpose::ClientAuth);
+
+    let pop = generate(7, 200, &LenderSpec::numbered(1));
+    let sim = sim::spawn_tls(
+        "127.0.0.1:0".parse().unwrap(),
+        ORG.into(),
+        pop.dataset("lender-1"),
+        Behaviour::default(),
+        sim::SimTls {
+            cert_pem: server_cert,
+            key_pem: server_key,
+            client_ca_pem: Some(broker_ca_pem),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(sim.base_url().starts_with("https://"));
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let (cert, key, ca_file) = (
+        write("broker.pem", &client_cert),
+        write("broker.key", &client_key),
+        write("lender-ca.pem", &lender_ca_pem),
+    );
+
+    let run = check(
+        &sim,
+        &[
+            "--latency-seconds",
+            "1",
+            "--client-cert",
+            &cert,
+            "--client-key",
+            &key,
+            "--ca-file",
+            &ca_file,
+        ],
+    )
+    .await;
+    assert_eq!(run.output.status.code(), Some(0), "{}", run.stdout);
+    assert!(run.failed_rules().is_empty(), "{}", run.report_text);
+
+    let refused_before = sim.failed_handshakes();
+    let run = check(&sim, &["--latency-seconds", "1", "--ca-file", &ca_file]).await;
+    assert_eq!(run.output.status.code(), Some(2), "{}", run.stdout);
+    assert!(run.failed_rules().contains(&"getalldata-paging".to_owned()));
+    assert!(run.failed_rules().contains(&"latency-p99".to_owned()));
+    assert!(sim.failed_handshakes() > refused_before);
+}
