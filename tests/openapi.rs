@@ -313,9 +313,15 @@ fn a_broken_example_is_caught() {
     *doc.pointer_mut(pointer).unwrap() = serde_json::json!("mortgage");
     *doc.pointer_mut("/components/schemas/ErrorBody/properties/error/examples/0")
         .unwrap() = serde_json::json!(42);
+    // Formats are validated too (a date-time that is not one).
+    *doc.pointer_mut(
+        "/paths/~1v1~1debt~1{consent_id}~1status/get/responses/200/content/application~1json/example/expires_at",
+    )
+    .unwrap() = serde_json::json!("next year");
     let broken: Vec<String> = examples(&doc)
         .iter()
         .flat_map(|ex| problems(&doc, ex))
         .collect();
-    assert_eq!(broken.len(), 2, "{broken:?}");
+    assert_eq!(broken.len(), 3, "{broken:?}");
+    assert!(broken.iter().any(|p| p.contains("next year")), "{broken:?}");
 }
