@@ -15,6 +15,7 @@ pub mod embed;
 pub mod http;
 pub mod index;
 pub mod ingest;
+pub mod lendercheck;
 pub mod lenders;
 pub mod letters;
 pub mod lookup;

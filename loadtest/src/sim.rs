@@ -112,6 +112,13 @@ pub enum Fault {
     BlackHole,
     /// Answers correctly after `ms` milliseconds (on top of the latency).
     Slow { ms: u64 },
+    /// `404` with the error JSON for a customer the lender does not hold,
+    /// instead of `200` with empty `loans` (a lender breaking the standard).
+    NotFoundForUnknown,
+    /// The first loan of a known customer's answer carries a negative amount.
+    NegativeAmount,
+    /// Every loan of a known customer's answer lacks `coBorrower`.
+    MissingCoBorrower,
 }
 
 /// Alternates between healthy (`up_ms`) and down (`down_ms`, every customer call
@@ -646,6 +653,20 @@ async fn customer(
                 return shutting_down(&shared, &headers);
             }
         }
+        Fault::NotFoundForUnknown if known.is_none() => {
+            return shared.error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such customer",
+                &headers,
+            );
+        }
+        Fault::NegativeAmount | Fault::MissingCoBorrower => {
+            if let Some(c) = known {
+                return json_response(StatusCode::OK, broken_answer(&c.body, &b.fault));
+            }
+        }
+        Fault::NotFoundForUnknown => {}
     }
     match known {
         Some(c) => json_response(StatusCode::OK, c.body.clone()),
@@ -670,6 +691,31 @@ fn answer_for(shared: &Shared, id: &str, loans: Option<Vec<gjeldsbro_adapter::Lo
         loans: loans.unwrap_or_default(),
     };
     Bytes::from(serde_json::to_vec(&answer).unwrap_or_default())
+}
+
+/// `body` (a prepared answer) with the rule `fault` names broken. Only the
+/// lender-check tests use this, so re-parsing per call is fine.
+fn broken_answer(body: &Bytes, fault: &Fault) -> Bytes {
+    let Ok(mut answer) = serde_json::from_slice::<CustomerLoans>(body) else {
+        return body.clone();
+    };
+    match fault {
+        Fault::NegativeAmount => {
+            if let Some(loan) = answer.loans.first_mut() {
+                match loan.loan_type {
+                    gjeldsbro_adapter::LoanType::RepaymentLoan => loan.balance = Some(-100),
+                    _ => loan.interest_bearing_balance = Some(-100),
+                }
+            }
+        }
+        Fault::MissingCoBorrower => {
+            for loan in &mut answer.loans {
+                loan.co_borrower = None;
+            }
+        }
+        _ => {}
+    }
+    serde_json::to_vec(&answer).map_or_else(|_| body.clone(), Bytes::from)
 }
 
 /// An 11-digit id that differs from `id` (it need not be a valid national id).

@@ -485,3 +485,36 @@ async fn shutdown_frees_the_port() {
     sim.shutdown().await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+/// The broken-lender modes `gjeldsbro lender-check` is tested against.
+#[tokio::test]
+async fn lender_check_faults_break_one_rule_each() {
+    let (sim, dataset, strangers) = start(faulty(Fault::NotFoundForUnknown)).await;
+    assert_eq!(
+        ask(&sim, &strangers[0]).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let known = dataset.iter().find(|c| !c.loans.is_empty()).unwrap();
+    let body: CustomerLoans = ask(&sim, &known.customer_id).await.json().await.unwrap();
+    assert_eq!(&body, known, "known customers are answered normally");
+
+    sim.set_behaviour(faulty(Fault::NegativeAmount));
+    let body: serde_json::Value = ask(&sim, &known.customer_id).await.json().await.unwrap();
+    let first = &body["loans"][0];
+    let amount = first
+        .get("balance")
+        .or_else(|| first.get("interestBearingBalance"))
+        .and_then(serde_json::Value::as_i64)
+        .unwrap();
+    assert!(amount < 0, "{first}");
+    assert_eq!(ask(&sim, &strangers[0]).await.status(), StatusCode::OK);
+
+    sim.set_behaviour(faulty(Fault::MissingCoBorrower));
+    let body: serde_json::Value = ask(&sim, &known.customer_id).await.json().await.unwrap();
+    let loans = body["loans"].as_array().unwrap();
+    assert!(!loans.is_empty());
+    assert!(
+        loans.iter().all(|l| l.get("coBorrower").is_none()),
+        "{body}"
+    );
+}

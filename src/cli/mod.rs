@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod demo;
+pub mod lender_check;
 pub mod letters;
 
 use std::path::Path;
@@ -28,6 +29,8 @@ pub enum CliError {
     Letters(#[from] crate::letters::LettersError),
     #[error(transparent)]
     Retention(#[from] crate::audit::retention::RetentionError),
+    #[error(transparent)]
+    LenderCheck(#[from] crate::lendercheck::LenderCheckError),
     #[error("{0}")]
     Message(String),
 }
