@@ -6,8 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gjeldsbro_adapter::LenderAdapter;
-use gjeldsbro_api_debt_fi::{ApiDebtFi, ApiDebtFiConfig};
+use gjeldsbro_adapter::{DebtKind, LenderAdapter, LenderSetup, SetupError};
 use tokio::sync::Semaphore;
 
 pub mod breaker;
@@ -34,8 +33,18 @@ fn call_rate(rps: u32) -> CallRate {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LenderSetupError {
-    #[error("lender {id:?}: unknown adapter {adapter:?} (known: api-debt-fi)")]
-    UnknownAdapter { id: String, adapter: String },
+    #[error("lender {id:?}: unknown adapter {adapter:?} (known: {known})")]
+    UnknownAdapter {
+        id: String,
+        adapter: String,
+        known: String,
+    },
+    #[error("lender {id:?} ({adapter}): {source}")]
+    Adapter {
+        id: String,
+        adapter: String,
+        source: SetupError,
+    },
     #[error("lender {id:?}: {message}")]
     Client { id: String, message: String },
     #[error("too many lenders (at most {max})")]
@@ -57,6 +66,9 @@ pub struct Lender {
     /// The daily pull's time of day (Europe/Oslo), if scheduled.
     pub pull_at: Option<jiff::civil::Time>,
     pub adapter: Arc<dyn LenderAdapter>,
+    /// The kind of debt the lender serves (its adapter's): decides which
+    /// lookups may call it at all.
+    pub kind: DebtKind,
     /// The adapter behind retries (and hedging, when configured).
     pub calls: Calls,
     /// Bounds calls in flight; a call that cannot get a permit at once goes to the
@@ -97,6 +109,7 @@ impl Lender {
                 timeout,
                 CallPolicy::default(),
             ),
+            kind: adapter.kind(),
             adapter,
             in_flight,
             call_rate,
@@ -126,7 +139,7 @@ impl Lenders {
                 lc,
                 &crate::tls::lender::LenderTlsFiles::for_lender(config, lc),
             )?;
-            let adapter = build_adapter(lc, client.clone(), config.max_lender_answer_bytes)?;
+            let adapter = build_adapter(config, lc, client.clone())?;
             let in_flight = Arc::new(Semaphore::new(
                 lc.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT).max(1) as usize,
             ));
@@ -154,6 +167,7 @@ impl Lenders {
                     timeout,
                     call_policy(lc),
                 ),
+                kind: adapter.kind(),
                 adapter,
                 in_flight,
                 call_rate,
@@ -258,25 +272,68 @@ fn build_client(
         })
 }
 
+/// An adapter crate's constructor: the lender's config section and its pooled
+/// client (with the lender's TLS settings) in, a ready adapter out.
+type Constructor =
+    fn(&LenderSetup<'_>, reqwest::Client) -> Result<Arc<dyn LenderAdapter>, SetupError>;
+
+/// Every protocol the broker speaks, by its config name. Adding a protocol is
+/// one crate and one line here; nothing else in the broker changes.
+const ADAPTERS: &[(&str, Constructor)] = &[
+    (
+        gjeldsbro_api_debt_fi::PROTOCOL,
+        gjeldsbro_api_debt_fi::from_setup,
+    ),
+    (
+        gjeldsbro_student_loans::PROTOCOL,
+        gjeldsbro_student_loans::from_setup,
+    ),
+    (
+        gjeldsbro_debt_collection::PROTOCOL,
+        gjeldsbro_debt_collection::from_setup,
+    ),
+];
+
+/// The protocol names `adapter = "..."` may take.
+pub fn known_adapters() -> impl Iterator<Item = &'static str> {
+    ADAPTERS.iter().map(|(name, _)| *name)
+}
+
 fn build_adapter(
+    config: &Config,
     lc: &LenderConfig,
     client: reqwest::Client,
-    max_answer_bytes: usize,
 ) -> Result<Arc<dyn LenderAdapter>, LenderSetupError> {
-    match lc.adapter.as_str() {
-        "api-debt-fi" => Ok(Arc::new(ApiDebtFi::with_client(
-            client,
-            ApiDebtFiConfig {
-                base_url: lc.base_url.clone(),
-                org_no: lc.org_no.clone(),
-                max_answer_bytes,
-                connect_timeout: Duration::from_millis(lc.timeout_ms.min(2_000)),
-                pool_max_idle: lc.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT) as usize,
-            },
-        ))),
-        other => Err(LenderSetupError::UnknownAdapter {
+    let Some((_, construct)) = ADAPTERS.iter().find(|(name, _)| *name == lc.adapter) else {
+        return Err(LenderSetupError::UnknownAdapter {
             id: lc.id.clone(),
-            adapter: other.to_owned(),
-        }),
-    }
+            adapter: lc.adapter.clone(),
+            known: known_adapters().collect::<Vec<_>>().join(", "),
+        });
+    };
+    // TOML values convert to JSON losslessly for settings (strings, numbers,
+    // booleans, tables); dates become strings.
+    let settings = match &lc.settings {
+        Some(table) => serde_json::to_value(table).map_err(|e| LenderSetupError::Adapter {
+            id: lc.id.clone(),
+            adapter: lc.adapter.clone(),
+            source: SetupError::Settings(e.to_string()),
+        })?,
+        None => serde_json::Value::Null,
+    };
+    let resolve = |p: &std::path::Path| config.resolve(p);
+    let setup = LenderSetup {
+        id: &lc.id,
+        org_no: &lc.org_no,
+        base_url: &lc.base_url,
+        timeout: Duration::from_millis(lc.timeout_ms),
+        max_answer_bytes: config.max_lender_answer_bytes,
+        settings: &settings,
+        resolve: &resolve,
+    };
+    construct(&setup, client).map_err(|source| LenderSetupError::Adapter {
+        id: lc.id.clone(),
+        adapter: lc.adapter.clone(),
+        source,
+    })
 }
