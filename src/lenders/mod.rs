@@ -337,3 +337,66 @@ fn build_adapter(
         source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(lender: &str) -> Config {
+        let text = format!(
+            "listen = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite::memory:\"\n\
+             [auth]\nissuer = \"i\"\naudience = \"a\"\njwks_file = \"config/dev-jwks.json\"\n\
+             [[lenders]]\nid = \"x\"\norg_no = \"920000001\"\nname = \"X\"\n\
+             base_url = \"http://127.0.0.1:1\"\n{lender}"
+        );
+        Config::parse(&text).expect("config")
+    }
+
+    fn error(lender: &str) -> String {
+        match Lenders::from_config(&config(lender)) {
+            Ok(_) => panic!("expected a setup error"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn every_protocol_builds_from_its_settings() {
+        let ok = [
+            "adapter = \"api-debt-fi\"\n".to_owned(),
+            "adapter = \"debt-collection\"\n[lenders.settings]\napi_key = \"k\"\n".to_owned(),
+            format!(
+                "adapter = \"student-loans\"\n[lenders.settings]\ntoken_url = \"http://t/token\"\n\
+                 token_audience = \"a\"\nclient_id = \"c\"\nscope = \"s\"\n\
+                 key_file = \"{}/config/dev-maskinporten-client-key.pem\"\nkid = \"k\"\napi_key = \"k\"\n",
+                env!("CARGO_MANIFEST_DIR")
+            ),
+        ];
+        let kinds = [
+            DebtKind::Unsecured,
+            DebtKind::DebtCollection,
+            DebtKind::StudentLoan,
+        ];
+        for (lender, kind) in ok.iter().zip(kinds) {
+            let lenders = Lenders::from_config(&config(lender)).expect(lender);
+            let l = lenders.get(0).expect("one lender");
+            assert_eq!(l.kind, kind);
+            assert_eq!(l.adapter.kind(), kind);
+        }
+    }
+
+    #[test]
+    fn unknown_protocols_and_bad_settings_fail_at_start() {
+        let e = error("adapter = \"carrier-pigeon\"\n");
+        assert!(
+            e.contains("api-debt-fi, student-loans, debt-collection"),
+            "{e}"
+        );
+        let e = error("adapter = \"debt-collection\"\n");
+        assert!(
+            e.contains("debt-collection") && e.contains("api_key"),
+            "{e}"
+        );
+        let e = error("adapter = \"api-debt-fi\"\n[lenders.settings]\ncolour = \"blue\"\n");
+        assert!(e.contains("colour"), "{e}");
+    }
+}
