@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod demo;
+mod demo_sources;
 pub mod letters;
 
 use std::path::Path;
