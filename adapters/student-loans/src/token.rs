@@ -17,6 +17,10 @@ use tokio::time::Instant;
 const ASSERTION_LIFETIME_SECS: u64 = 120;
 /// The most a token's answer may hold.
 const MAX_TOKEN_ANSWER_BYTES: usize = 64 * 1024;
+/// A token is trusted for at most this long, whatever `expires_in` says (the
+/// number is the issuer's input; a silly one must neither overflow a clock nor
+/// pin a token for ever).
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(3_600);
 
 /// What the token client needs to know.
 pub struct TokenConfig {
@@ -53,6 +57,14 @@ struct Cached {
     refresh_at: Instant,
 }
 
+/// When a token fetched at `fetched_at` that lives `expires_in` seconds is
+/// replaced: `margin` before it expires, but never later than half-way, so a
+/// short-lived token is not used up to its last second.
+pub fn refresh_at(fetched_at: Instant, expires_in: u64, margin: Duration) -> Instant {
+    let lifetime = Duration::from_secs(expires_in).min(MAX_TOKEN_LIFETIME);
+    fetched_at + (lifetime - margin.min(lifetime / 2))
+}
+
 /// A cached access token and the means to get a new one.
 pub struct TokenSource {
     config: TokenConfig,
@@ -75,13 +87,12 @@ impl TokenSource {
         if let Some(c) = cached.as_ref().filter(|c| Instant::now() < c.refresh_at) {
             return Ok(c.token.clone());
         }
+        // Counted from before the request: the token's clock started no later.
         let fetched_at = Instant::now();
         let answer = self.fetch().await?;
-        let lifetime = Duration::from_secs(answer.expires_in);
-        let margin = self.config.refresh_margin.min(lifetime / 2);
         *cached = Some(Cached {
             token: answer.access_token.clone(),
-            refresh_at: fetched_at + lifetime - margin,
+            refresh_at: refresh_at(fetched_at, answer.expires_in, self.config.refresh_margin),
         });
         Ok(answer.access_token)
     }
@@ -151,5 +162,24 @@ impl TokenSource {
             ));
         }
         Ok(answer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_refreshed_before_they_expire() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        assert_eq!(refresh_at(t0, 120, s(10)), t0 + s(110));
+        assert_eq!(refresh_at(t0, 2, s(10)), t0 + s(1), "at most half-way");
+        assert_eq!(refresh_at(t0, 1, s(0)), t0 + s(1));
+        assert_eq!(
+            refresh_at(t0, u64::MAX, s(10)),
+            t0 + s(3_590),
+            "a silly lifetime is capped, not an overflow"
+        );
     }
 }
