@@ -398,6 +398,32 @@ mod tests {
     }
 
     #[test]
+    fn a_lender_delivers_only_its_own_kind_of_debt() {
+        let student = serde_json::json!({"type": "studentLoan", "accountID": "saldo",
+            "principal": 100, "interest": 0, "fees": 0, "costs": 0});
+        let bytes = doc(&[customer(&id(1), serde_json::json!([student]))]);
+        assert_eq!(rule_of(run(&bytes)), ("wrong_kind", 0));
+
+        let mut sink = Collect(Vec::new());
+        let mut parser = DatasetParser::new("920000001", IdPolicy::SYNTHETIC_OK, true)
+            .of_kind(DebtKind::StudentLoan);
+        parser.parse_document(&bytes[..], &mut sink).unwrap();
+        assert_eq!(parser.finish().unwrap().open_loans, 1);
+        assert_eq!(sink.0.len(), 1);
+
+        let bytes = doc(&[customer(&id(1), serde_json::json!([card(10)]))]);
+        let mut parser = DatasetParser::new("920000001", IdPolicy::SYNTHETIC_OK, true)
+            .of_kind(DebtKind::StudentLoan);
+        assert!(matches!(
+            parser.parse_document(&bytes[..], &mut Collect(Vec::new())),
+            Err(ParseError::Rejected(Rejection {
+                rule: "wrong_kind",
+                ..
+            }))
+        ));
+    }
+
+    #[test]
     fn a_good_document_yields_open_loans_only() {
         let a = id(1);
         let b = id(100);

@@ -140,6 +140,17 @@ impl Lenders {
                 &crate::tls::lender::LenderTlsFiles::for_lender(config, lc),
             )?;
             let adapter = build_adapter(config, lc, client.clone())?;
+            if lc.pull_at.is_some() && adapter.kind() != DebtKind::Unsecured {
+                // The daily pull speaks API-DEBT-FI's getalldata; the other
+                // sources deliver their person lists through ingest or push.
+                return Err(LenderSetupError::Client {
+                    id: lc.id.clone(),
+                    message: format!(
+                        "pull_at pulls an API-DEBT-FI dataset, which {} has not",
+                        lc.adapter
+                    ),
+                });
+            }
             let in_flight = Arc::new(Semaphore::new(
                 lc.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT).max(1) as usize,
             ));
@@ -398,5 +409,9 @@ mod tests {
         );
         let e = error("adapter = \"api-debt-fi\"\n[lenders.settings]\ncolour = \"blue\"\n");
         assert!(e.contains("colour"), "{e}");
+        let e = error(
+            "adapter = \"debt-collection\"\npull_at = \"06:30\"\n[lenders.settings]\napi_key = \"k\"\n",
+        );
+        assert!(e.contains("pull_at"), "{e}");
     }
 }
