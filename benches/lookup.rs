@@ -410,7 +410,9 @@ fn bench_answer(c: &mut Criterion) {
 /// One lookup as the search handler runs it, minus HTTP, auth and audit.
 async fn one_lookup(lookup: &Lookup, nin: NationalId, trace: &TraceContext) -> Vec<u8> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    let debt = lookup.person(nin, deadline, trace).await;
+    let debt = lookup
+        .person(nin, gjeldsbro_adapter::KindSet::ALL, deadline, trace)
+        .await;
     let merged = merge(&debt);
     let info = redact(&merged, Purpose::Search, &lookup.lenders);
     serde_json::to_vec(&info).unwrap()
@@ -491,7 +493,9 @@ fn bench_pipeline(c: &mut Criterion) {
         // Check the path really is the one named before timing it.
         let (debt, body) = rt.block_on(async {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-            let debt = lookup.person(nin, deadline, &trace).await;
+            let debt = lookup
+                .person(nin, gjeldsbro_adapter::KindSet::ALL, deadline, &trace)
+                .await;
             (debt, one_lookup(&lookup, nin, &trace).await)
         });
         let sources: Vec<Source> = debt.answers.iter().map(|a| a.source).collect();

@@ -1158,7 +1158,12 @@ async fn stages(world: &World, broker: &Broker, settings: &Settings) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
         let debt = state
             .lookup
-            .person(nins[i % nins.len()], deadline, &trace)
+            .person(
+                nins[i % nins.len()],
+                gjeldsbro_adapter::KindSet::ALL,
+                deadline,
+                &trace,
+            )
             .await;
         assert!(debt.answers.iter().all(|a| a.source == Source::Live));
     }

@@ -319,6 +319,11 @@ pub struct LenderConfig {
     /// roots (PEM bundle; overrides `[lender_tls]`).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// The protocol's own settings (`[lenders.settings]`), read by the adapter
+    /// crate named in `adapter` (token endpoint, keys, API key, ...). The broker
+    /// does not look inside.
+    #[serde(default)]
+    pub settings: Option<toml::Table>,
 }
 
 fn default_max_body_bytes() -> usize {

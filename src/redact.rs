@@ -1,6 +1,8 @@
 //! Redaction: what a purpose may see. The one place an answer is cut down, after
 //! merge and before encoding; deny by default.
 
+use gjeldsbro_adapter::KindSet;
+
 use crate::lenders::Lenders;
 use crate::lookup::MergedDebt;
 use crate::model::{DebtInformation, LoanEntry};
@@ -28,6 +30,26 @@ impl Purpose {
         }
     }
 
+    /// The kinds of debt the purpose may ever see. Student loans and collection
+    /// cases are not unsecured debt under the law: only the person sees them
+    /// unasked, and a presentation consent only when it names them (so the
+    /// consent's own kinds are intersected with this).
+    pub fn allowed_kinds(self) -> KindSet {
+        match self {
+            Purpose::OwnView | Purpose::Presentation => KindSet::ALL,
+            Purpose::Search | Purpose::Processing => KindSet::UNSECURED,
+        }
+    }
+
+    /// The kinds a lookup for the purpose asks for when nothing else names
+    /// kinds: the own view everything, everything else the register's debt.
+    pub fn default_kinds(self) -> KindSet {
+        match self {
+            Purpose::OwnView => KindSet::ALL,
+            _ => KindSet::UNSECURED,
+        }
+    }
+
     /// Whether creditor names may be shown. Only an explicit yes shows them.
     fn shows_creditor_names(self) -> bool {
         match self {
@@ -37,13 +59,39 @@ impl Purpose {
     }
 }
 
-/// Cuts a merged answer down to what `purpose` may see. `accountID` never leaves
-/// (it names the lender's account); creditor names leave only where allowed.
+/// Cuts a merged answer down to what `purpose` may see, with the purpose's
+/// default kinds of debt. See [`redact_kinds`].
 pub fn redact(merged: &MergedDebt, purpose: Purpose, lenders: &Lenders) -> DebtInformation {
+    redact_kinds(merged, purpose, purpose.default_kinds(), lenders)
+}
+
+/// Cuts a merged answer down to what `purpose` may see. `accountID` never leaves
+/// (it names the lender's account); creditor names leave only where allowed. A
+/// loan (or an unanswered lender) of a kind outside `kinds`, or outside what the
+/// purpose may ever see, is dropped: the fan-out should not have asked such a
+/// lender at all, and this is the last line if it did.
+pub fn redact_kinds(
+    merged: &MergedDebt,
+    purpose: Purpose,
+    kinds: KindSet,
+    lenders: &Lenders,
+) -> DebtInformation {
     let names = purpose.shows_creditor_names();
+    let kinds = kinds.intersect(purpose.allowed_kinds());
+    let shown = |e: &&crate::lookup::MergedEntry| {
+        let lender_ok = lenders
+            .get(e.lender)
+            .is_some_and(|l| kinds.contains(l.kind));
+        let loan_ok = e
+            .loan
+            .as_ref()
+            .is_none_or(|l| kinds.contains(l.loan_type.kind()));
+        lender_ok && loan_ok
+    };
     let loans = merged
         .entries
         .iter()
+        .filter(shown)
         .map(|e| LoanEntry {
             creditor_name: if names {
                 lenders.get(e.lender).map(|l| l.name.clone())

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use gjeldsbro_adapter::KindSet;
 use tokio::time::Instant;
 
 use crate::app::AppState;
@@ -60,7 +61,13 @@ pub async fn search(
     nins.push(query.person);
     nins.extend(query.co_borrowers.iter().copied());
     let started = Instant::now();
-    let people = app.lookup.persons(&nins, deadline, trace).await;
+    // The register's debt only: lenders of other kinds (student loans, debt
+    // collection) are never asked for a search, so they do not learn of it,
+    // and a person held only by them gets 204 like anyone without debt.
+    let people = app
+        .lookup
+        .persons(&nins, KindSet::UNSECURED, deadline, trace)
+        .await;
     let mut stats = stats_of(&people);
     stats.lender_wait = started.elapsed();
     for p in &people {

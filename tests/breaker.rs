@@ -101,7 +101,11 @@ async fn the_breaker_opens_waits_probes_once_and_closes() {
     let trace = trace();
     let ask = || async {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-        lookup.person(nin, deadline, &trace).await.answers[0].clone()
+        lookup
+            .person(nin, gjeldsbro_adapter::KindSet::ALL, deadline, &trace)
+            .await
+            .answers[0]
+            .clone()
     };
 
     // Five failures in a row open it.
@@ -168,7 +172,7 @@ async fn abandoned_calls_still_count_against_the_lender() {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
         let abandoned = tokio::time::timeout(
             Duration::from_millis(20),
-            lookup.person(nin, deadline, &trace),
+            lookup.person(nin, gjeldsbro_adapter::KindSet::ALL, deadline, &trace),
         )
         .await;
         assert!(abandoned.is_err(), "the lender never answers");
@@ -176,7 +180,11 @@ async fn abandoned_calls_still_count_against_the_lender() {
     assert_eq!(adapter.0.load(Ordering::SeqCst), 5);
     assert_eq!(lenders.get(0).unwrap().breaker.state(), State::Open);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    let a = lookup.person(nin, deadline, &trace).await.answers[0].clone();
+    let a = lookup
+        .person(nin, gjeldsbro_adapter::KindSet::ALL, deadline, &trace)
+        .await
+        .answers[0]
+        .clone();
     assert_eq!(a.outcome, "circuit_open");
     assert_eq!(adapter.0.load(Ordering::SeqCst), 5);
 }

@@ -1,13 +1,19 @@
 //! Test and load-test tooling for Gjeldsbro: a deterministic synthetic population
-//! ([`population`]) and a steerable lender simulator speaking API-DEBT-FI ([`sim`]).
+//! ([`population`]), a steerable lender simulator speaking API-DEBT-FI ([`sim`]),
+//! and simulators of the other debt sources: a student-loan saldo API with its
+//! token endpoint ([`student_loan_sim`]) and a collection agency ([`collection_sim`]).
 //! Every national id produced here is a synthetic (Tenor, month + 80) id.
 
+pub mod collection_sim;
 pub mod population;
 pub mod sim;
+mod source_sim;
+pub mod student_loan_sim;
 mod tls;
 
 pub use population::{LenderSpec, Population, generate};
 pub use sim::{Behaviour, Fault, Flapping, Latency, SimHandle, SimStats, SimTls, spawn, spawn_tls};
+pub use source_sim::SourceFault;
 
 /// Reads a getalldata JSON file (`{"providerID", "customers"}`).
 pub fn read_dataset(

@@ -103,6 +103,9 @@ fn every_loan_is_valid_and_realistic() {
                         assert!(loan.non_interest_bearing_balance.is_some());
                         assert!(loan.credit_limit.is_none());
                     }
+                    LoanType::StudentLoan | LoanType::CollectionCase => {
+                        panic!("the population holds register loans only")
+                    }
                 }
             }
         }

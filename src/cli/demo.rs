@@ -1,6 +1,7 @@
 //! `gjeldsbro demo`: everything on one machine. Five simulated API-DEBT-FI lenders
 //! on loopback, a synthetic population (Tenor-style ids) whose daily datasets are
-//! ingested into an embedded SQLite store, and the broker in front, with a printed
+//! ingested into an embedded SQLite store, a simulated student-loan lender and a
+//! collection agency (`demo_sources`), and the broker in front, with a printed
 //! token and curl line that return a real answer.
 
 use std::net::SocketAddr;
@@ -150,9 +151,12 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         sims.push(handle);
     }
     let urls: Vec<String> = sims.iter().map(SimHandle::base_url).collect();
+    let person = demo_person(&population);
+    let sources = super::demo_sources::start(&population, &person).await?;
     let config_path = data_dir.join("gjeldsbro.toml");
-    std::fs::write(&config_path, demo_config(&data_dir, args.listen, &urls))
-        .map_err(|e| io("cannot write the config", e))?;
+    let config_text = demo_config(&data_dir, args.listen, &urls)
+        + &super::demo_sources::config(&data_dir, &sources)?;
+    std::fs::write(&config_path, config_text).map_err(|e| io("cannot write the config", e))?;
     let config = Config::load(&config_path)?;
     let state = AppState::build(config)
         .await
@@ -180,11 +184,11 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
             report.loans
         );
     }
+    super::demo_sources::ingest(&state, &data_dir, &sources).await?;
 
     let listener = bind(&state.config)
         .await
         .map_err(|e| CliError::Message(e.to_string()))?;
-    let person = demo_person(&population);
     let person_token = dev_token(
         DEV_SIGNING_KEY.as_bytes(),
         DevTokenArgs {
@@ -212,6 +216,8 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     for s in sims {
         s.shutdown().await;
     }
+    sources.students.shutdown().await;
+    sources.agency.shutdown().await;
     println!("Stopped.");
     result.map_err(|e| CliError::Message(e.to_string()))
 }
@@ -295,12 +301,23 @@ fn print_banner(
          \"consent_duration_days\":30,\"client_consent_id\":\"demo-consent-1\"}}' | sed -n 's/.*\"id\":\"\\([^\"]*\\)\".*/\\1/p')"
     );
     println!("  curl -s {url}/v1/debt/$CONSENT -H \"Authorization: Bearer $PARTNER_TOKEN\"");
+    println!(
+        "A consent that names student loans and collection cases shows them too (a search never does):"
+    );
+    println!(
+        "  CONSENT2=$(curl -s -X PUT {url}/v1/consent/agreement -H \"Authorization: Bearer $PARTNER_TOKEN\" \
+         -H 'Content-Type: application/json' -d '{{\"nin\":\"{with_debt}\",\"scope_of_consent\":\"debt.unsecured.presentation debt.student_loans debt.debt_collection\",\
+         \"consent_duration_days\":30,\"client_consent_id\":\"demo-consent-2\"}}' | sed -n 's/.*\"id\":\"\\([^\"]*\\)\".*/\\1/p')"
+    );
+    println!("  curl -s {url}/v1/debt/$CONSENT2 -H \"Authorization: Bearer $PARTNER_TOKEN\"");
     println!("  curl -s {url}/v1/debt/$CONSENT/status -H \"Authorization: Bearer $PARTNER_TOKEN\"");
     println!(
         "  curl -s '{url}/feed/v1/consent?fromSequenceNr=1&limit=10' -H \"Authorization: Bearer $PARTNER_TOKEN\""
     );
     println!();
-    println!("The person's own view (a person token with pid):");
+    println!(
+        "The person's own view (a person token with pid), student loan and collection cases included:"
+    );
     println!("  export PERSON_TOKEN={person_token}");
     println!("  curl -s {url}/v1/me/debt -H \"Authorization: Bearer $PERSON_TOKEN\"");
     println!("  curl -s {url}/v1/me/consents -H \"Authorization: Bearer $PERSON_TOKEN\"");

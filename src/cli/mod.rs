@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod demo;
+mod demo_sources;
 pub mod lender_check;
 pub mod letters;
 

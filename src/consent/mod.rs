@@ -27,9 +27,9 @@ use crate::audit::DisclosureRecord;
 use crate::lookup::{TraceContext, merge};
 use crate::model::{ConsentMeta, DebtInformation};
 use crate::nin::NationalId;
-use crate::redact::redact;
+use crate::redact::redact_kinds;
 use crate::store::{NewConsent, Store, StoreError, StoredConsent, UseRequest};
-pub use rules::{Scope, State};
+pub use rules::{ConsentScope, Scope, ScopeError, State};
 
 /// The scope that lets a client create consents.
 pub const SCOPE_CREATE: &str = "consent.create";
@@ -80,6 +80,8 @@ pub struct CreateRequest {
     pub client_consent_id: String,
     pub nin: NationalId,
     pub scope: Scope,
+    /// Other kinds of debt the consent names (student loans, collection cases).
+    pub kinds: gjeldsbro_adapter::KindSet,
     pub requested_days: u32,
     pub given_via: GivenVia,
 }
@@ -97,7 +99,11 @@ pub async fn create(
         client_org: req.client_org.clone(),
         client_consent_id: req.client_consent_id.clone(),
         nin: req.nin,
-        scope: req.scope.as_str().to_owned(),
+        scope: ConsentScope {
+            purpose: req.scope,
+            kinds: req.kinds,
+        }
+        .to_scope_string(),
         requested_days: i64::from(req.requested_days),
         one_time: term.one_time,
         given_via: req.given_via.as_str().to_owned(),
@@ -169,13 +175,20 @@ pub struct LookupStats {
 pub async fn fetch(
     app: &AppState,
     consent: &StoredConsent,
-    scope: Scope,
+    consent_scope: ConsentScope,
     wait: Duration,
     trace: &TraceContext,
 ) -> Result<(DebtInformation, LookupStats), ConsentError> {
+    let scope = consent_scope.purpose;
+    // Only the kinds of debt the consent names are asked for: a lender of
+    // another kind never hears of the lookup.
+    let kinds = consent_scope.lookup_kinds();
     let started = Instant::now();
     let deadline = started + wait;
-    let people = app.lookup.persons(&[consent.nin], deadline, trace).await;
+    let people = app
+        .lookup
+        .persons(&[consent.nin], kinds, deadline, trace)
+        .await;
     let lender_wait = started.elapsed();
     let Some(person) = people.first() else {
         return Err(ConsentError::Store(StoreError::Query(
@@ -238,7 +251,7 @@ pub async fn fetch(
             return Err(ConsentError::Store(e));
         }
     }
-    let mut info = redact(&merged, scope.purpose(), &app.lookup.lenders);
+    let mut info = redact_kinds(&merged, scope.purpose(), kinds, &app.lookup.lenders);
     info.consent = Some(ConsentMeta {
         id: consent.id.clone(),
         exp: unix_seconds(&consent.ends_at),

@@ -2,6 +2,7 @@
 //! tests control the clock): which purposes exist, who may hold them, how long a
 //! consent lasts, and whether it may be used.
 
+use gjeldsbro_adapter::{DebtKind, KindSet};
 use time::{Duration, OffsetDateTime};
 
 use crate::config::Role;
@@ -53,6 +54,96 @@ impl Scope {
             Scope::Presentation => &[Role::Partner],
             Scope::Processing => &[Role::Partner, Role::FinancialInstitution],
         }
+    }
+}
+
+/// The token in `scope_of_consent` that names a kind of debt beyond the
+/// register's (which every consent covers).
+pub fn kind_token(kind: DebtKind) -> Option<&'static str> {
+    match kind {
+        DebtKind::Unsecured => None,
+        DebtKind::StudentLoan => Some("debt.student_loans"),
+        DebtKind::DebtCollection => Some("debt.debt_collection"),
+    }
+}
+
+/// A consent's whole `scope_of_consent`: the purpose, then (space-separated,
+/// OAuth style) the other kinds of debt it names, e.g.
+/// `"debt.unsecured.presentation debt.student_loans"`. Only a presentation
+/// consent may name other kinds: student loans and collection cases are not
+/// unsecured debt, and credit processing has no business with them here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsentScope {
+    pub purpose: Scope,
+    /// The other kinds named (never `Unsecured`, which is implied).
+    pub kinds: KindSet,
+}
+
+/// Why a `scope_of_consent` is refused. Texts quote only our own tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ScopeError {
+    #[error(
+        "scope_of_consent must start with debt.unsecured.presentation or debt.unsecured.processing"
+    )]
+    UnknownPurpose,
+    #[error(
+        "scope_of_consent may name only debt.student_loans and debt.debt_collection after the purpose, each once"
+    )]
+    UnknownKind,
+    #[error("only a debt.unsecured.presentation consent may name other kinds of debt")]
+    KindsNeedPresentation,
+}
+
+impl ConsentScope {
+    /// A consent for the purpose alone.
+    pub fn plain(purpose: Scope) -> Self {
+        ConsentScope {
+            purpose,
+            kinds: KindSet::NONE,
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<ConsentScope, ScopeError> {
+        let mut tokens = s.split(' ');
+        let purpose = tokens
+            .next()
+            .and_then(Scope::parse)
+            .ok_or(ScopeError::UnknownPurpose)?;
+        let mut kinds = KindSet::NONE;
+        for t in tokens {
+            let kind = DebtKind::ALL
+                .into_iter()
+                .find(|k| kind_token(*k) == Some(t))
+                .ok_or(ScopeError::UnknownKind)?;
+            if kinds.contains(kind) {
+                return Err(ScopeError::UnknownKind);
+            }
+            kinds = kinds.with(kind);
+        }
+        if kinds != KindSet::NONE && purpose != Scope::Presentation {
+            return Err(ScopeError::KindsNeedPresentation);
+        }
+        Ok(ConsentScope { purpose, kinds })
+    }
+
+    /// The scope as stored and shown, kinds in a fixed order (so a repeated
+    /// request with the kinds in another order is the same consent).
+    pub fn to_scope_string(self) -> String {
+        let mut out = self.purpose.as_str().to_owned();
+        for token in self.kinds.iter().filter_map(kind_token) {
+            out.push(' ');
+            out.push_str(token);
+        }
+        out
+    }
+
+    /// The kinds of debt a lookup under this consent asks for and shows.
+    pub fn lookup_kinds(self) -> KindSet {
+        let mut kinds = KindSet::UNSECURED;
+        for k in self.kinds.iter() {
+            kinds = kinds.with(k);
+        }
+        kinds.intersect(self.purpose.purpose().allowed_kinds())
     }
 }
 
@@ -195,6 +286,40 @@ mod tests {
         let mut garbled = c;
         garbled.ends_at = "not a time".into();
         assert_eq!(state(&garbled, NOW), State::Expired);
+    }
+
+    #[test]
+    fn scopes_name_other_kinds_only_for_presentation() {
+        let plain = ConsentScope::parse("debt.unsecured.presentation").unwrap();
+        assert_eq!(plain, ConsentScope::plain(Scope::Presentation));
+        assert_eq!(plain.lookup_kinds(), KindSet::UNSECURED);
+        let both = ConsentScope::parse(
+            "debt.unsecured.presentation debt.debt_collection debt.student_loans",
+        )
+        .unwrap();
+        assert_eq!(both.lookup_kinds(), KindSet::ALL);
+        assert_eq!(
+            both.to_scope_string(),
+            "debt.unsecured.presentation debt.student_loans debt.debt_collection"
+        );
+        let student =
+            ConsentScope::parse("debt.unsecured.presentation debt.student_loans").unwrap();
+        assert!(student.lookup_kinds().contains(DebtKind::StudentLoan));
+        assert!(!student.lookup_kinds().contains(DebtKind::DebtCollection));
+        assert_eq!(
+            ConsentScope::parse("debt.unsecured.processing debt.student_loans"),
+            Err(ScopeError::KindsNeedPresentation)
+        );
+        for bad in [
+            "",
+            "debt.student_loans",
+            "debt.unsecured.presentation debt.mortgages",
+            "debt.unsecured.presentation  debt.student_loans",
+            "debt.unsecured.presentation debt.student_loans debt.student_loans",
+            "debt.unsecured.presentation debt.unsecured.presentation",
+        ] {
+            assert!(ConsentScope::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

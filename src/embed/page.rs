@@ -92,6 +92,10 @@ pub fn outstanding(loan: &Loan) -> i64 {
         LoanType::CreditFacility | LoanType::ChargeCard => {
             v(loan.interest_bearing_balance) + v(loan.non_interest_bearing_balance)
         }
+        LoanType::StudentLoan => {
+            v(loan.principal) + v(loan.interest) + v(loan.fees) + v(loan.costs)
+        }
+        LoanType::CollectionCase => v(loan.principal) + v(loan.interest) + v(loan.fees),
     }
 }
 
@@ -101,6 +105,8 @@ pub fn type_name(t: LoanType) -> &'static str {
         LoanType::RepaymentLoan => "Nedbetalingslån",
         LoanType::CreditFacility => "Rammekreditt",
         LoanType::ChargeCard => "Faktureringskort",
+        LoanType::StudentLoan => "Studielån",
+        LoanType::CollectionCase => "Inkassosak",
     }
 }
 
@@ -110,6 +116,8 @@ pub fn type_key(t: LoanType) -> &'static str {
         LoanType::RepaymentLoan => "repaymentLoan",
         LoanType::CreditFacility => "creditFacility",
         LoanType::ChargeCard => "chargeCard",
+        LoanType::StudentLoan => "studentLoan",
+        LoanType::CollectionCase => "collectionCase",
     }
 }
 
@@ -169,6 +177,29 @@ fn columns(t: LoanType) -> Vec<Column> {
             ("Rentebærende saldo", true, ib),
             ("Ikke-rentebærende saldo", true, nib),
             ("Medlåntaker", false, co),
+        ],
+        // The embedded page shows the register's debt only (see
+        // `http::embed`); these columns are for completeness.
+        LoanType::StudentLoan => vec![
+            ("Lån", true, |l| amount(l.principal)),
+            ("Renter", true, |l| amount(l.interest)),
+            ("Gebyrer", true, |l| amount(l.fees)),
+            ("Omkostninger", true, |l| amount(l.costs)),
+        ],
+        LoanType::CollectionCase => vec![
+            ("Hovedstol", true, |l| amount(l.principal)),
+            ("Renter", true, |l| amount(l.interest)),
+            ("Gebyrer", true, |l| amount(l.fees)),
+            ("Status", false, |l| {
+                match l.status {
+                    Some(gjeldsbro_adapter::CaseStatus::Active) => "Aktiv",
+                    Some(gjeldsbro_adapter::CaseStatus::PaymentPlan) => "Nedbetalingsavtale",
+                    Some(gjeldsbro_adapter::CaseStatus::Disputed) => "Omtvistet",
+                    Some(gjeldsbro_adapter::CaseStatus::Closed) => "Avsluttet",
+                    None => "–",
+                }
+                .to_owned()
+            }),
         ],
     }
 }

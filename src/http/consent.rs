@@ -135,11 +135,9 @@ pub async fn put_agreement(
         .scope_of_consent
         .as_deref()
         .ok_or_else(|| ApiError::bad_request("scope_of_consent is required"))?;
-    let scope = Scope::parse(scope).ok_or_else(|| {
-        ApiError::bad_request(
-            "scope_of_consent must be debt.unsecured.presentation or debt.unsecured.processing",
-        )
-    })?;
+    let consent_scope =
+        consent::ConsentScope::parse(scope).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let scope = consent_scope.purpose;
     if !scope.roles().iter().any(|r| caller.has_role(*r)) {
         return Err(ApiError::forbidden(format!(
             "this organisation may not hold {} consents",
@@ -170,6 +168,7 @@ pub async fn put_agreement(
         client_consent_id,
         nin,
         scope,
+        kinds: consent_scope.kinds,
         requested_days,
         given_via: GivenVia::Partner,
     };
@@ -211,10 +210,11 @@ pub async fn get_debt(
             return Err(api_error(e, &trace_id));
         }
     };
-    let Some(scope) = Scope::parse(&c.scope) else {
+    let Ok(consent_scope) = consent::ConsentScope::parse(&c.scope) else {
         tracing::error!(trace_id = %trace_id, consent_id = %c.id, "stored consent has an unknown scope");
         return Err(ApiError::unavailable("the consent cannot be read"));
     };
+    let scope = consent_scope.purpose;
     if !caller.has_scope(scope.as_str()) {
         return Err(ApiError::forbidden(format!(
             "the token lacks the {} scope",
@@ -239,7 +239,7 @@ pub async fn get_debt(
     let trace = super::trace::lender_context(&headers, &trace_id);
     let started = std::time::Instant::now();
     // Steps 2 and 3: fan out, then the atomic spend + record that decides.
-    match consent::fetch(&app, &c, scope, LOOKUP_WAIT, &trace).await {
+    match consent::fetch(&app, &c, consent_scope, LOOKUP_WAIT, &trace).await {
         Ok((info, stats)) => {
             let total = started.elapsed();
             app.metrics

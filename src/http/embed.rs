@@ -168,7 +168,10 @@ pub async fn page(
     let (nin, token) = session(&app, &headers)?;
     // The person's own view: the partner frames it but cannot read it (another
     // origin), so nothing is disclosed to the partner and nothing recorded.
-    let (debt, stats) = super::me::own_debt(&app, nin, &trace_id).await;
+    // The register's debt only: the page sits in a partner's frame, and other
+    // kinds of debt are shown there only under a consent that names them.
+    let (debt, stats) =
+        super::me::own_debt(&app, nin, gjeldsbro_adapter::KindSet::UNSECURED, &trace_id).await;
     let now = OffsetDateTime::now_utc();
     let active: Vec<page::ActiveConsent> = app
         .lookup
@@ -272,6 +275,7 @@ pub async fn give_consent(
         client_consent_id,
         nin,
         scope: Scope::Presentation,
+        kinds: gjeldsbro_adapter::KindSet::NONE,
         requested_days: EMBED_CONSENT_DAYS,
         given_via: GivenVia::Person,
     };

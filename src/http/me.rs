@@ -13,6 +13,7 @@ use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use gjeldsbro_adapter::KindSet;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio::time::Instant;
@@ -24,7 +25,7 @@ use crate::consent::{self, ConsentError};
 use crate::lookup::{TraceContext, merge};
 use crate::model::DebtInformation;
 use crate::nin::NationalId;
-use crate::redact::{Purpose, redact};
+use crate::redact::{Purpose, redact_kinds};
 
 /// Time the lenders get for the own view.
 const OWN_VIEW_WAIT: Duration = Duration::from_millis(3_000);
@@ -57,11 +58,12 @@ pub(crate) struct OwnStats {
     pub total: std::time::Duration,
 }
 
-/// The person's debt at every lender in the index, creditor names shown. No
-/// disclosure record.
+/// The person's debt of `kinds` at every lender in the index, creditor names
+/// shown. No disclosure record.
 pub(crate) async fn own_debt(
     app: &AppState,
     nin: NationalId,
+    kinds: KindSet,
     trace_id: &str,
 ) -> (DebtInformation, OwnStats) {
     let trace = TraceContext {
@@ -71,13 +73,13 @@ pub(crate) async fn own_debt(
     let started = Instant::now();
     let people = app
         .lookup
-        .persons(&[nin], started + OWN_VIEW_WAIT, &trace)
+        .persons(&[nin], kinds, started + OWN_VIEW_WAIT, &trace)
         .await;
     let mut stats = OwnStats {
         lender_wait: started.elapsed(),
         ..OwnStats::default()
     };
-    let info = own_answer(app, nin, people.first());
+    let info = own_answer(app, nin, kinds, people.first());
     stats.fan_out = people.first().map_or(0, |p| p.fan_out());
     stats.total = started.elapsed();
     app.metrics
@@ -90,6 +92,7 @@ pub(crate) async fn own_debt(
 fn own_answer(
     app: &AppState,
     nin: NationalId,
+    kinds: KindSet,
     person: Option<&crate::lookup::PersonDebt>,
 ) -> DebtInformation {
     match person {
@@ -98,7 +101,7 @@ fn own_answer(
                 .fan_out
                 .with_label_values(&["own_view"])
                 .observe(p.fan_out() as f64);
-            redact(&merge(p), Purpose::OwnView, &app.lookup.lenders)
+            redact_kinds(&merge(p), Purpose::OwnView, kinds, &app.lookup.lenders)
         }
         None => DebtInformation {
             ssn: nin,
@@ -126,7 +129,9 @@ pub async fn debt(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let nin = person(&app, &headers, &cert)?;
-    let (info, stats) = own_debt(&app, nin, &trace_id).await;
+    // The person sees every kind of debt held about them: student loans and
+    // collection cases too.
+    let (info, stats) = own_debt(&app, nin, KindSet::ALL, &trace_id).await;
     tracing::info!(trace_id = %trace_id, purpose = "own_view", person = %app.hasher.hash(nin),
         fan_out = stats.fan_out, missing = info.number_of_creditors_missing, status = 200,
         lender_wait_ms = stats.lender_wait.as_secs_f64() * 1e3,

@@ -173,7 +173,7 @@ impl Ingestor {
             .idx_of(lender_id)
             .and_then(|i| self.lenders.get(i))
             .ok_or_else(|| IngestError::UnknownLender(lender_id.to_owned()))?;
-        let (lender_idx, org_no) = (lender.idx, lender.org_no.clone());
+        let (lender_idx, org_no, debt_kind) = (lender.idx, lender.org_no.clone(), lender.kind);
         let lock = self.lock_for(lender_id);
         let _one_load_per_lender = lock.lock().await;
 
@@ -182,7 +182,8 @@ impl Ingestor {
         let policy = self.policy;
         let parser = tokio::task::spawn_blocking(move || {
             let mut sink = ChannelSink(tx);
-            let mut parser = parse::DatasetParser::new(&org_no, policy, require_provider);
+            let mut parser =
+                parse::DatasetParser::new(&org_no, policy, require_provider).of_kind(debt_kind);
             produce(&mut parser, &mut sink)?;
             Ok::<_, LoadFailure>(parser.finish()?)
         });

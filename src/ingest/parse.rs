@@ -8,7 +8,7 @@
 use std::fmt;
 use std::io::Read;
 
-use gjeldsbro_adapter::{CustomerLoans, IdPolicy, NationalId, provider_id, scrub};
+use gjeldsbro_adapter::{CustomerLoans, DebtKind, IdPolicy, NationalId, provider_id, scrub};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::store::SnapshotRow;
@@ -63,6 +63,7 @@ struct State<'s> {
     failure: Option<ParseError>,
     require_provider: bool,
     include_closed: bool,
+    kind: DebtKind,
 }
 
 impl State<'_> {
@@ -87,7 +88,9 @@ impl State<'_> {
         self.seen.push((nin.as_u64(), position));
         let mut open = false;
         for (i, loan) in c.loans.iter().enumerate() {
-            loan.validate()
+            // A lender delivers only its own kind of debt: an API-DEBT-FI
+            // lender cannot slip a student loan past the consent rules.
+            loan.validate_for(self.kind)
                 .map_err(|rule| self.reject(rule.code(), format!("loan {i}: {rule}")))?;
             self.summary.loans += 1;
             if !loan.is_closed() {
@@ -136,6 +139,7 @@ pub struct DatasetParser {
     policy: IdPolicy,
     require_provider: bool,
     include_closed: bool,
+    kind: DebtKind,
     seen: Vec<(u64, u32)>,
     summary: ParseSummary,
 }
@@ -150,6 +154,7 @@ impl DatasetParser {
             policy,
             require_provider,
             include_closed: false,
+            kind: DebtKind::Unsecured,
             seen: Vec::new(),
             summary: ParseSummary::default(),
         }
@@ -159,6 +164,13 @@ impl DatasetParser {
     /// stored one).
     pub fn including_closed(mut self) -> Self {
         self.include_closed = true;
+        self
+    }
+
+    /// The kind of debt the lender serves (default: the register's); loans
+    /// of any other kind reject the delivery.
+    pub fn of_kind(mut self, kind: DebtKind) -> Self {
+        self.kind = kind;
         self
     }
 
@@ -187,6 +199,7 @@ impl DatasetParser {
             failure: None,
             require_provider: self.require_provider,
             include_closed: self.include_closed,
+            kind: self.kind,
         };
         let result = run_document(&mut state, reader);
         self.seen = std::mem::take(&mut state.seen);
@@ -382,6 +395,32 @@ mod tests {
                 other.map(|(s, _)| s.customers)
             ),
         }
+    }
+
+    #[test]
+    fn a_lender_delivers_only_its_own_kind_of_debt() {
+        let student = serde_json::json!({"type": "studentLoan", "accountID": "saldo",
+            "principal": 100, "interest": 0, "fees": 0, "costs": 0});
+        let bytes = doc(&[customer(&id(1), serde_json::json!([student]))]);
+        assert_eq!(rule_of(run(&bytes)), ("wrong_kind", 0));
+
+        let mut sink = Collect(Vec::new());
+        let mut parser = DatasetParser::new("920000001", IdPolicy::SYNTHETIC_OK, true)
+            .of_kind(DebtKind::StudentLoan);
+        parser.parse_document(&bytes[..], &mut sink).unwrap();
+        assert_eq!(parser.finish().unwrap().open_loans, 1);
+        assert_eq!(sink.0.len(), 1);
+
+        let bytes = doc(&[customer(&id(1), serde_json::json!([card(10)]))]);
+        let mut parser = DatasetParser::new("920000001", IdPolicy::SYNTHETIC_OK, true)
+            .of_kind(DebtKind::StudentLoan);
+        assert!(matches!(
+            parser.parse_document(&bytes[..], &mut Collect(Vec::new())),
+            Err(ParseError::Rejected(Rejection {
+                rule: "wrong_kind",
+                ..
+            }))
+        ));
     }
 
     #[test]

@@ -45,12 +45,14 @@ impl Ingestor {
             .ok_or(IngestError::Forbidden(
                 "the organisation is not a configured lender",
             ))?;
-        let (lender_idx, lender_id) = (lender.idx, lender.id.clone());
+        let (lender_idx, lender_id, kind) = (lender.idx, lender.id.clone(), lender.kind);
 
         let (org, policy) = (caller_org.to_owned(), self.policy);
         let parsed = tokio::task::spawn_blocking(move || {
             let mut sink = Collect(Vec::new());
-            let mut parser = DatasetParser::new(&org, policy, true).including_closed();
+            let mut parser = DatasetParser::new(&org, policy, true)
+                .including_closed()
+                .of_kind(kind);
             parser
                 .parse_document(body, &mut sink)
                 .and_then(|_| parser.finish())

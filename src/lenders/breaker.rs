@@ -108,6 +108,19 @@ impl Breaker {
         }
     }
 
+    /// Ends an admitted call that neither succeeded nor failed: the lender said
+    /// it is at its limit (429). A normal call leaves no trace; a probe puts the
+    /// breaker back to open with the same backoff (the lender is alive but asks
+    /// for less: neither close nor back off further).
+    pub fn release(&self, admission: Admission) {
+        if admission != Admission::Probe {
+            return;
+        }
+        let mut s = self.lock();
+        let backoff = s.backoff;
+        open(&mut s, backoff);
+    }
+
     /// Records the outcome of an admitted call.
     pub fn record(&self, admission: Admission, success: bool) {
         let settings = self.settings;
@@ -203,6 +216,28 @@ mod tests {
         assert_eq!(b.admit(), Admission::Rejected, "the backoff doubled to 2 s");
         tokio::time::advance(Duration::from_millis(500)).await;
         assert_eq!(b.admit(), Admission::Probe);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lenders_limit_is_not_a_failure() {
+        let b = Breaker::new(BreakerSettings::default());
+        for _ in 0..50 {
+            let a = b.admit();
+            assert_eq!(a, Admission::Call);
+            b.release(a);
+        }
+        assert_eq!(b.state(), State::Closed, "429s never open it");
+        fail(&b, 4);
+        b.release(b.admit());
+        fail(&b, 1);
+        assert_eq!(b.state(), State::Open, "nor reset the failure count");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let probe = b.admit();
+        assert_eq!(probe, Admission::Probe);
+        b.release(probe);
+        assert_eq!(b.state(), State::Open);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(b.admit(), Admission::Probe, "the backoff did not double");
     }
 
     #[tokio::test(start_paused = true)]

@@ -6,8 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gjeldsbro_adapter::LenderAdapter;
-use gjeldsbro_api_debt_fi::{ApiDebtFi, ApiDebtFiConfig};
+use gjeldsbro_adapter::{DebtKind, LenderAdapter, LenderSetup, SetupError};
 use tokio::sync::Semaphore;
 
 pub mod breaker;
@@ -34,8 +33,18 @@ fn call_rate(rps: u32) -> CallRate {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LenderSetupError {
-    #[error("lender {id:?}: unknown adapter {adapter:?} (known: api-debt-fi)")]
-    UnknownAdapter { id: String, adapter: String },
+    #[error("lender {id:?}: unknown adapter {adapter:?} (known: {known})")]
+    UnknownAdapter {
+        id: String,
+        adapter: String,
+        known: String,
+    },
+    #[error("lender {id:?} ({adapter}): {source}")]
+    Adapter {
+        id: String,
+        adapter: String,
+        source: SetupError,
+    },
     #[error("lender {id:?}: {message}")]
     Client { id: String, message: String },
     #[error("too many lenders (at most {max})")]
@@ -57,6 +66,9 @@ pub struct Lender {
     /// The daily pull's time of day (Europe/Oslo), if scheduled.
     pub pull_at: Option<jiff::civil::Time>,
     pub adapter: Arc<dyn LenderAdapter>,
+    /// The kind of debt the lender serves (its adapter's): decides which
+    /// lookups may call it at all.
+    pub kind: DebtKind,
     /// The adapter behind retries (and hedging, when configured).
     pub calls: Calls,
     /// Bounds calls in flight; a call that cannot get a permit at once goes to the
@@ -97,6 +109,7 @@ impl Lender {
                 timeout,
                 CallPolicy::default(),
             ),
+            kind: adapter.kind(),
             adapter,
             in_flight,
             call_rate,
@@ -126,7 +139,18 @@ impl Lenders {
                 lc,
                 &crate::tls::lender::LenderTlsFiles::for_lender(config, lc),
             )?;
-            let adapter = build_adapter(lc, client.clone(), config.max_lender_answer_bytes)?;
+            let adapter = build_adapter(config, lc, client.clone())?;
+            if lc.pull_at.is_some() && adapter.kind() != DebtKind::Unsecured {
+                // The daily pull speaks API-DEBT-FI's getalldata; the other
+                // sources deliver their person lists through ingest or push.
+                return Err(LenderSetupError::Client {
+                    id: lc.id.clone(),
+                    message: format!(
+                        "pull_at pulls an API-DEBT-FI dataset, which {} has not",
+                        lc.adapter
+                    ),
+                });
+            }
             let in_flight = Arc::new(Semaphore::new(
                 lc.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT).max(1) as usize,
             ));
@@ -154,6 +178,7 @@ impl Lenders {
                     timeout,
                     call_policy(lc),
                 ),
+                kind: adapter.kind(),
                 adapter,
                 in_flight,
                 call_rate,
@@ -258,25 +283,135 @@ fn build_client(
         })
 }
 
+/// An adapter crate's constructor: the lender's config section and its pooled
+/// client (with the lender's TLS settings) in, a ready adapter out.
+type Constructor =
+    fn(&LenderSetup<'_>, reqwest::Client) -> Result<Arc<dyn LenderAdapter>, SetupError>;
+
+/// Every protocol the broker speaks, by its config name. Adding a protocol is
+/// one crate and one line here; nothing else in the broker changes.
+const ADAPTERS: &[(&str, Constructor)] = &[
+    (
+        gjeldsbro_api_debt_fi::PROTOCOL,
+        gjeldsbro_api_debt_fi::from_setup,
+    ),
+    (
+        gjeldsbro_student_loans::PROTOCOL,
+        gjeldsbro_student_loans::from_setup,
+    ),
+    (
+        gjeldsbro_debt_collection::PROTOCOL,
+        gjeldsbro_debt_collection::from_setup,
+    ),
+];
+
+/// The protocol names `adapter = "..."` may take.
+pub fn known_adapters() -> impl Iterator<Item = &'static str> {
+    ADAPTERS.iter().map(|(name, _)| *name)
+}
+
 fn build_adapter(
+    config: &Config,
     lc: &LenderConfig,
     client: reqwest::Client,
-    max_answer_bytes: usize,
 ) -> Result<Arc<dyn LenderAdapter>, LenderSetupError> {
-    match lc.adapter.as_str() {
-        "api-debt-fi" => Ok(Arc::new(ApiDebtFi::with_client(
-            client,
-            ApiDebtFiConfig {
-                base_url: lc.base_url.clone(),
-                org_no: lc.org_no.clone(),
-                max_answer_bytes,
-                connect_timeout: Duration::from_millis(lc.timeout_ms.min(2_000)),
-                pool_max_idle: lc.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT) as usize,
-            },
-        ))),
-        other => Err(LenderSetupError::UnknownAdapter {
+    let Some((_, construct)) = ADAPTERS.iter().find(|(name, _)| *name == lc.adapter) else {
+        return Err(LenderSetupError::UnknownAdapter {
             id: lc.id.clone(),
-            adapter: other.to_owned(),
-        }),
+            adapter: lc.adapter.clone(),
+            known: known_adapters().collect::<Vec<_>>().join(", "),
+        });
+    };
+    // TOML values convert to JSON losslessly for settings (strings, numbers,
+    // booleans, tables); dates become strings.
+    let settings = match &lc.settings {
+        Some(table) => serde_json::to_value(table).map_err(|e| LenderSetupError::Adapter {
+            id: lc.id.clone(),
+            adapter: lc.adapter.clone(),
+            source: SetupError::Settings(e.to_string()),
+        })?,
+        None => serde_json::Value::Null,
+    };
+    let resolve = |p: &std::path::Path| config.resolve(p);
+    let setup = LenderSetup {
+        id: &lc.id,
+        org_no: &lc.org_no,
+        base_url: &lc.base_url,
+        timeout: Duration::from_millis(lc.timeout_ms),
+        max_answer_bytes: config.max_lender_answer_bytes,
+        settings: &settings,
+        resolve: &resolve,
+    };
+    construct(&setup, client).map_err(|source| LenderSetupError::Adapter {
+        id: lc.id.clone(),
+        adapter: lc.adapter.clone(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(lender: &str) -> Config {
+        let text = format!(
+            "listen = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite::memory:\"\n\
+             [auth]\nissuer = \"i\"\naudience = \"a\"\njwks_file = \"config/dev-jwks.json\"\n\
+             [[lenders]]\nid = \"x\"\norg_no = \"920000001\"\nname = \"X\"\n\
+             base_url = \"http://127.0.0.1:1\"\n{lender}"
+        );
+        Config::parse(&text).expect("config")
+    }
+
+    fn error(lender: &str) -> String {
+        match Lenders::from_config(&config(lender)) {
+            Ok(_) => panic!("expected a setup error"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn every_protocol_builds_from_its_settings() {
+        let ok = [
+            "adapter = \"api-debt-fi\"\n".to_owned(),
+            "adapter = \"debt-collection\"\n[lenders.settings]\napi_key = \"k\"\n".to_owned(),
+            format!(
+                "adapter = \"student-loans\"\n[lenders.settings]\ntoken_url = \"http://t/token\"\n\
+                 token_audience = \"a\"\nclient_id = \"c\"\nscope = \"s\"\n\
+                 key_file = \"{}/config/dev-maskinporten-client-key.pem\"\nkid = \"k\"\napi_key = \"k\"\n",
+                env!("CARGO_MANIFEST_DIR")
+            ),
+        ];
+        let kinds = [
+            DebtKind::Unsecured,
+            DebtKind::DebtCollection,
+            DebtKind::StudentLoan,
+        ];
+        for (lender, kind) in ok.iter().zip(kinds) {
+            let lenders = Lenders::from_config(&config(lender)).expect(lender);
+            let l = lenders.get(0).expect("one lender");
+            assert_eq!(l.kind, kind);
+            assert_eq!(l.adapter.kind(), kind);
+        }
+    }
+
+    #[test]
+    fn unknown_protocols_and_bad_settings_fail_at_start() {
+        let e = error("adapter = \"carrier-pigeon\"\n");
+        assert!(
+            e.contains("api-debt-fi, student-loans, debt-collection"),
+            "{e}"
+        );
+        let e = error("adapter = \"debt-collection\"\n");
+        assert!(
+            e.contains("debt-collection") && e.contains("api_key"),
+            "{e}"
+        );
+        let e = error("adapter = \"api-debt-fi\"\n[lenders.settings]\ncolour = \"blue\"\n");
+        assert!(e.contains("colour"), "{e}");
+        let e = error(
+            "adapter = \"debt-collection\"\npull_at = \"06:30\"\n[lenders.settings]\napi_key = \"k\"\n",
+        );
+        assert!(e.contains("pull_at"), "{e}");
     }
 }

@@ -204,6 +204,19 @@ fn facts(loan: &Loan) -> Vec<String> {
             amount("Rentebærende saldo", loan.interest_bearing_balance);
             amount("Ikke-rentebærende saldo", loan.non_interest_bearing_balance);
         }
+        // Searches never disclose these; a consent that names them owes no
+        // letter. Listed so a record that holds one still reads right.
+        LoanType::StudentLoan => {
+            amount("Lån", loan.principal);
+            amount("Renter", loan.interest);
+            amount("Gebyrer", loan.fees);
+            amount("Omkostninger", loan.costs);
+        }
+        LoanType::CollectionCase => {
+            amount("Hovedstol", loan.principal);
+            amount("Renter", loan.interest);
+            amount("Gebyrer", loan.fees);
+        }
     }
     if let Some(t) = loan.terms {
         out.push(format!("Gjenstående nedbetalingstid: {t} måneder"));
@@ -227,6 +240,8 @@ fn type_title(t: LoanType) -> &'static str {
         LoanType::RepaymentLoan => "Nedbetalingslån",
         LoanType::CreditFacility => "Rammekreditt",
         LoanType::ChargeCard => "Faktureringskort",
+        LoanType::StudentLoan => "Studielån",
+        LoanType::CollectionCase => "Inkassosak",
     }
 }
 
@@ -238,6 +253,8 @@ fn entry(d: &StoredDisclosure, names: &Names) -> Result<Entry, LettersError> {
         LoanType::RepaymentLoan,
         LoanType::CreditFacility,
         LoanType::ChargeCard,
+        LoanType::StudentLoan,
+        LoanType::CollectionCase,
     ] {
         let loans: Vec<LoanLines> = disclosed
             .loans

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use futures::stream::{FuturesUnordered, StreamExt};
-use gjeldsbro_adapter::Loan;
+use gjeldsbro_adapter::{KindSet, Loan};
 use tokio::time::Instant;
 
 use crate::index::{Index, LenderIdx};
@@ -93,10 +93,13 @@ impl Lookup {
         }
     }
 
-    /// Looks up one person: only the indexed lenders are called.
+    /// Looks up one person: only the indexed lenders whose kind of debt is in
+    /// `kinds` are called. A lender of another kind is not asked at all, so it
+    /// never learns of the lookup (a search must not reach a student-loan lender).
     pub async fn person(
         &self,
         nin: NationalId,
+        kinds: KindSet,
         deadline: Instant,
         trace: &TraceContext,
     ) -> PersonDebt {
@@ -104,6 +107,7 @@ impl Lookup {
         let mut calls: FuturesUnordered<_> = lenders
             .iter()
             .filter_map(|&idx| self.lenders.get(idx))
+            .filter(|lender| kinds.contains(lender.kind))
             .map(|lender| self.ask(lender, nin, deadline, trace))
             .collect();
         let mut answers = Vec::with_capacity(lenders.len());
@@ -119,10 +123,11 @@ impl Lookup {
     pub async fn persons(
         &self,
         nins: &[NationalId],
+        kinds: KindSet,
         deadline: Instant,
         trace: &TraceContext,
     ) -> Vec<PersonDebt> {
-        join_all(nins.iter().map(|&n| self.person(n, deadline, trace))).await
+        join_all(nins.iter().map(|&n| self.person(n, kinds, deadline, trace))).await
     }
 
     async fn ask(
@@ -232,7 +237,13 @@ impl Lookup {
                             Err(_) => Err("timeout"),
                         };
                     std::mem::forget(pending);
-                    lender.breaker.record(admission, result.is_ok());
+                    match result {
+                        // The lender's 429 is its limit, like our own caps: it
+                        // answered, so it is not failing, and the breaker is
+                        // not told of a failure.
+                        Err("limited") => lender.breaker.release(admission),
+                        _ => lender.breaker.record(admission, result.is_ok()),
+                    }
                     result
                 };
                 self.metrics

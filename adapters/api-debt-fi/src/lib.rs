@@ -7,11 +7,42 @@
 //! every loan must pass the register's rules. Anything else is a failure of this
 //! lender, reported as [`AdapterError::Malformed`], never a panic.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use gjeldsbro_adapter::{AdapterError, CustomerLoans, CustomerQuery, LenderAdapter, Loan, scrub};
+use gjeldsbro_adapter::{
+    AdapterError, CustomerLoans, CustomerQuery, DebtKind, LenderAdapter, LenderSetup, Loan,
+    SetupError, scrub,
+};
+
+/// The protocol name in config: `adapter = "api-debt-fi"`.
+pub const PROTOCOL: &str = "api-debt-fi";
+
+/// API-DEBT-FI has no settings of its own; a `[lenders.settings]` table for
+/// it is a mistake worth refusing at start.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {}
+
+/// The broker's constructor: the adapter on the lender's configured client.
+pub fn from_setup(
+    setup: &LenderSetup<'_>,
+    client: reqwest::Client,
+) -> Result<Arc<dyn LenderAdapter>, SetupError> {
+    let _: Settings = setup.settings()?;
+    Ok(Arc::new(ApiDebtFi::with_client(
+        client,
+        ApiDebtFiConfig {
+            base_url: setup.base_url.to_owned(),
+            org_no: setup.org_no.to_owned(),
+            max_answer_bytes: setup.max_answer_bytes,
+            connect_timeout: setup.timeout.min(Duration::from_secs(2)),
+            pool_max_idle: 32,
+        },
+    )))
+}
 
 /// Settings for one lender's client.
 #[derive(Debug, Clone)]
@@ -113,7 +144,9 @@ pub fn parse_answer(body: &[u8], nin: &str, org_no: &str) -> Result<Vec<Loan>, A
         ));
     }
     for (i, loan) in answer.loans.iter().enumerate() {
-        loan.validate()
+        // A register lender's answer holds register loans only: a `studentLoan`
+        // here would slip another source's data past the consent rules.
+        loan.validate_for(DebtKind::Unsecured)
             .map_err(|rule| AdapterError::Malformed(format!("loan {i}: {rule}")))?;
     }
     Ok(answer.loans)
@@ -148,7 +181,7 @@ fn without_url(e: &reqwest::Error) -> String {
 
 impl LenderAdapter for ApiDebtFi {
     fn protocol(&self) -> &'static str {
-        "api-debt-fi"
+        PROTOCOL
     }
 
     fn fetch_customer<'a>(
@@ -189,6 +222,12 @@ mod tests {
             {"type":"chargeCard","accountID":"A","coBorrower":0,"interestBearingBalance":-1,"nonInterestBearingBalance":2}]}"#;
         assert!(matches!(
             parse_answer(negative, NIN, "920000001"),
+            Err(AdapterError::Malformed(_))
+        ));
+        let student = br#"{"customerID":"01017012345","financialInstitutionID":"920000001","loans":[
+            {"type":"studentLoan","accountID":"S","principal":1,"interest":0,"fees":0,"costs":0}]}"#;
+        assert!(matches!(
+            parse_answer(student, NIN, "920000001"),
             Err(AdapterError::Malformed(_))
         ));
     }

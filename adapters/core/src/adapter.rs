@@ -2,8 +2,12 @@
 //! customer query into the lender's request and the lender's answer into canonical
 //! loans; it knows nothing of the index, the store, other lenders or the caller.
 
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
 use futures::future::BoxFuture;
 
+use crate::kind::DebtKind;
 use crate::loan::Loan;
 use crate::nin::NationalId;
 
@@ -56,9 +60,60 @@ pub trait LenderAdapter: Send + Sync + 'static {
     /// The protocol name used in config (`adapter = "api-debt-fi"`).
     fn protocol(&self) -> &'static str;
 
+    /// The kind of debt this lender serves. The broker calls a lender only for
+    /// lookups whose purpose may see its kind, so an adapter for another source
+    /// must say so here: the default is the register's unsecured debt.
+    fn kind(&self) -> DebtKind {
+        DebtKind::Unsecured
+    }
+
     /// Fetches one person's loans. An empty list means the lender holds none.
     fn fetch_customer<'a>(
         &'a self,
         query: CustomerQuery<'a>,
     ) -> BoxFuture<'a, Result<Vec<Loan>, AdapterError>>;
+}
+
+/// What the broker's config says about one lender, handed to an adapter crate's
+/// constructor. `settings` is the lender's own `[lenders.settings]` table (JSON
+/// `null` when absent): each protocol reads its extra keys from it, so adding a
+/// protocol needs no change to the broker's config types.
+pub struct LenderSetup<'a> {
+    pub id: &'a str,
+    /// The lender's organisation number (financialInstitutionID).
+    pub org_no: &'a str,
+    pub base_url: &'a str,
+    pub timeout: Duration,
+    /// Largest accepted answer to one customer query, in bytes.
+    pub max_answer_bytes: usize,
+    pub settings: &'a serde_json::Value,
+    /// Resolves a path from the config (key files) the way the broker does.
+    pub resolve: &'a dyn Fn(&Path) -> PathBuf,
+}
+
+impl LenderSetup<'_> {
+    /// The settings table as the protocol's own type. Unknown keys are the
+    /// protocol's business (use `deny_unknown_fields` to refuse them).
+    pub fn settings<T: serde::de::DeserializeOwned>(&self) -> Result<T, SetupError> {
+        let value = if self.settings.is_null() {
+            serde_json::Value::Object(serde_json::Map::new())
+        } else {
+            self.settings.clone()
+        };
+        serde_json::from_value(value).map_err(|e| SetupError::Settings(e.to_string()))
+    }
+}
+
+/// Why an adapter could not be built from its config. Texts name settings and
+/// files, never secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("settings: {0}")]
+    Settings(String),
+    #[error("cannot read {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("key: {0}")]
+    Key(String),
+    #[error("client: {0}")]
+    Client(String),
 }

@@ -1,15 +1,18 @@
 //! Lender-facing types shared by the Gjeldsbro broker and its adapters.
 //!
 //! No adapter depends on the broker: they depend on this crate alone, which holds
-//! the national id type, the API-DEBT-FI loan model and envelopes, and the
-//! [`LenderAdapter`] trait.
+//! the national id type, the canonical loan model (API-DEBT-FI's, plus the other
+//! sources' types) and envelopes, the kinds of debt, and the [`LenderAdapter`]
+//! trait with the [`LenderSetup`] its constructors are given.
 
 pub mod adapter;
+pub mod kind;
 pub mod loan;
 pub mod nin;
 pub mod wire;
 
-pub use adapter::{AdapterError, CustomerQuery, LenderAdapter};
-pub use loan::{ChargePeriod, Loan, LoanRule, LoanType};
+pub use adapter::{AdapterError, CustomerQuery, LenderAdapter, LenderSetup, SetupError};
+pub use kind::{DebtKind, KindSet};
+pub use loan::{CaseStatus, ChargePeriod, Loan, LoanRule, LoanType};
 pub use nin::{IdKind, IdPolicy, NationalId, NinError};
 pub use wire::{CustomerLoans, DatasetPage, provider_id, scrub};

@@ -6,12 +6,21 @@
 //! the record's position, not as an opaque parse error. [`Loan::validate`] applies
 //! the rules; [`Loan::canonical`] drops the fields that do not belong to the type.
 //! Amounts are integers in øre (NOK × 100), rates in basis points (10.20 % = 1020).
+//!
+//! Two types come from other sources through their own adapters and are not
+//! unsecured debt under the law (see [`crate::DebtKind`]): `studentLoan` (a saldo
+//! split into `principal`, `interest`, `fees` and `costs`) and `collectionCase`
+//! (`principal`, `interest`, `fees` and a `status`). Their fields are absent on
+//! every API-DEBT-FI loan, so the register's wire format is unchanged.
 
 use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-/// The three loan types of the register.
+use crate::kind::DebtKind;
+
+/// The three loan types of the register, then the other sources' types.
+/// New variants go last: the derived order is the canonical order of an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum LoanType {
     /// Nedbetalingslån.
@@ -23,6 +32,12 @@ pub enum LoanType {
     /// Faktureringskort.
     #[serde(rename = "chargeCard")]
     ChargeCard,
+    /// Studielån (not unsecured debt under the register's law).
+    #[serde(rename = "studentLoan")]
+    StudentLoan,
+    /// Inkassosak (not unsecured debt under the register's law).
+    #[serde(rename = "collectionCase")]
+    CollectionCase,
 }
 
 impl LoanType {
@@ -31,8 +46,35 @@ impl LoanType {
             LoanType::RepaymentLoan => "repaymentLoan",
             LoanType::CreditFacility => "creditFacility",
             LoanType::ChargeCard => "chargeCard",
+            LoanType::StudentLoan => "studentLoan",
+            LoanType::CollectionCase => "collectionCase",
         }
     }
+
+    /// The kind of debt a loan of this type is.
+    pub fn kind(self) -> DebtKind {
+        match self {
+            LoanType::RepaymentLoan | LoanType::CreditFacility | LoanType::ChargeCard => {
+                DebtKind::Unsecured
+            }
+            LoanType::StudentLoan => DebtKind::StudentLoan,
+            LoanType::CollectionCase => DebtKind::DebtCollection,
+        }
+    }
+}
+
+/// Where a debt-collection case stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CaseStatus {
+    /// Being collected.
+    Active,
+    /// Paid in instalments under an agreed plan.
+    PaymentPlan,
+    /// The debtor disputes the claim; collection is paused.
+    Disputed,
+    /// Paid or withdrawn: nothing is owed.
+    Closed,
 }
 
 /// How often installment charges fall due.
@@ -109,6 +151,21 @@ pub struct Loan {
         skip_serializing_if = "Option::is_none"
     )]
     pub installment_charge_period: Option<ChargePeriod>,
+    /// Student loan: the loan part of the saldo; collection case: the claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<i64>,
+    /// Accrued interest (student loans, collection cases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interest: Option<i64>,
+    /// Fees (student loans, collection cases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fees: Option<i64>,
+    /// Costs (omkostninger; student loans).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub costs: Option<i64>,
+    /// A collection case's status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<CaseStatus>,
 }
 
 /// A rule a loan record breaks. Messages name fields, never values.
@@ -124,6 +181,8 @@ pub enum LoanRule {
     MissingField(&'static str),
     #[error("accountID is missing or empty")]
     MissingAccountId,
+    #[error("type is not one this lender may deliver")]
+    WrongKind,
 }
 
 impl LoanRule {
@@ -135,6 +194,7 @@ impl LoanRule {
             LoanRule::NegativeAmount(_) => "negative_amount",
             LoanRule::MissingField(_) => "missing_field",
             LoanRule::MissingAccountId => "missing_account_id",
+            LoanRule::WrongKind => "wrong_kind",
         }
     }
 }
@@ -162,10 +222,15 @@ impl Loan {
             nominal_interest_rate: None,
             installment_charges: None,
             installment_charge_period: None,
+            principal: None,
+            interest: None,
+            fees: None,
+            costs: None,
+            status: None,
         }
     }
 
-    fn amounts(&self) -> [(&'static str, Option<i64>); 9] {
+    fn amounts(&self) -> [(&'static str, Option<i64>); 13] {
         [
             ("originalBalance", self.original_balance),
             ("balance", self.balance),
@@ -179,6 +244,10 @@ impl Loan {
             ("nominalInterestRate", self.nominal_interest_rate),
             ("installmentCharges", self.installment_charges),
             ("coBorrower", self.co_borrower),
+            ("principal", self.principal),
+            ("interest", self.interest),
+            ("fees", self.fees),
+            ("costs", self.costs),
         ]
     }
 
@@ -192,6 +261,8 @@ impl Loan {
                 "nonInterestBearingBalance",
             ],
             LoanType::ChargeCard => &["interestBearingBalance", "nonInterestBearingBalance"],
+            LoanType::StudentLoan => &["principal", "interest", "fees", "costs"],
+            LoanType::CollectionCase => &["principal", "interest", "fees"],
         }
     }
 
@@ -204,12 +275,14 @@ impl Loan {
 
     /// Checks the register's rules: `coBorrower` set (0-2), every amount ≥ 0, an
     /// `accountID`, and the outstanding amounts of the type present (without them a
-    /// loan cannot be judged open or closed).
+    /// loan cannot be judged open or closed). The other sources' types have no
+    /// co-borrowers (the field may be absent), and a collection case needs a status.
+    /// Whether a lender may deliver a type at all is [`Loan::validate_for`].
     pub fn validate(&self) -> Result<(), LoanRule> {
-        match self.co_borrower {
-            None => return Err(LoanRule::MissingCoBorrower),
-            Some(0..=2) => {}
-            Some(_) => return Err(LoanRule::InvalidCoBorrower),
+        match (self.co_borrower, self.loan_type.kind()) {
+            (None, DebtKind::Unsecured) => return Err(LoanRule::MissingCoBorrower),
+            (None | Some(0..=2), _) => {}
+            (Some(_), _) => return Err(LoanRule::InvalidCoBorrower),
         }
         for (name, value) in self.amounts() {
             if value.is_some_and(|v| v < 0) {
@@ -228,12 +301,29 @@ impl Loan {
                 return Err(LoanRule::MissingField(name));
             }
         }
+        if self.loan_type == LoanType::CollectionCase && self.status.is_none() {
+            return Err(LoanRule::MissingField("status"));
+        }
         Ok(())
     }
 
+    /// [`Loan::validate`], and the loan is of the kind the lender serves: an
+    /// API-DEBT-FI lender cannot deliver a student loan, nor a collection agency
+    /// a credit card.
+    pub fn validate_for(&self, kind: DebtKind) -> Result<(), LoanRule> {
+        if self.loan_type.kind() != kind {
+            return Err(LoanRule::WrongKind);
+        }
+        self.validate()
+    }
+
     /// True when every outstanding amount of the type is 0: the loan is repaid.
-    /// `originalBalance` and charges do not count.
+    /// `originalBalance` and charges do not count. A collection case is also
+    /// closed when its status says so.
     pub fn is_closed(&self) -> bool {
+        if self.status == Some(CaseStatus::Closed) {
+            return true;
+        }
         self.outstanding()
             .iter()
             .all(|name| self.field(name).unwrap_or(0) == 0)
@@ -268,6 +358,18 @@ impl Loan {
                 out.interest_bearing_balance = self.interest_bearing_balance;
                 out.non_interest_bearing_balance = self.non_interest_bearing_balance;
             }
+            LoanType::StudentLoan => {
+                out.principal = self.principal;
+                out.interest = self.interest;
+                out.fees = self.fees;
+                out.costs = self.costs;
+            }
+            LoanType::CollectionCase => {
+                out.principal = self.principal;
+                out.interest = self.interest;
+                out.fees = self.fees;
+                out.status = self.status;
+            }
         }
         out
     }
@@ -281,6 +383,11 @@ impl Loan {
                 self.interest_bearing_balance.unwrap_or(0)
                     + self.non_interest_bearing_balance.unwrap_or(0)
             }
+            LoanType::StudentLoan | LoanType::CollectionCase => self
+                .outstanding()
+                .iter()
+                .map(|name| self.field(name).unwrap_or(0))
+                .fold(0i64, i64::saturating_add),
         }
     }
 
@@ -301,6 +408,7 @@ impl Loan {
                 self.installment_charge_period
                     .cmp(&other.installment_charge_period)
             })
+            .then_with(|| self.status.cmp(&other.status))
             .then_with(|| self.timestamp.cmp(&other.timestamp))
             .then_with(|| self.account_id.cmp(&other.account_id))
     }
@@ -372,6 +480,57 @@ mod tests {
         loans.sort_by(Loan::canonical_cmp);
         let balances: Vec<_> = loans.iter().map(|l| l.balance.unwrap()).collect();
         assert_eq!(balances, vec![30, 20, 10]);
+    }
+
+    #[test]
+    fn other_sources_types() {
+        let student: Loan = serde_json::from_value(serde_json::json!({
+            "type": "studentLoan", "accountID": "S", "principal": 30000000,
+            "interest": 12000, "fees": 0, "costs": 0, "balance": 5
+        }))
+        .unwrap();
+        assert_eq!(student.loan_type.kind(), DebtKind::StudentLoan);
+        assert!(student.validate().is_ok(), "no coBorrower needed");
+        assert_eq!(
+            student.validate_for(DebtKind::Unsecured),
+            Err(LoanRule::WrongKind)
+        );
+        assert!(student.validate_for(DebtKind::StudentLoan).is_ok());
+        assert!(!student.is_closed());
+        let json = serde_json::to_value(student.canonical()).unwrap();
+        assert!(json.get("balance").is_none());
+        assert_eq!(json["principal"], 30000000);
+
+        let mut case: Loan = serde_json::from_value(serde_json::json!({
+            "type": "collectionCase", "accountID": "K-1", "principal": 100,
+            "interest": 1, "fees": 2, "status": "paymentPlan"
+        }))
+        .unwrap();
+        assert!(case.validate_for(DebtKind::DebtCollection).is_ok());
+        assert!(!case.is_closed());
+        case.status = Some(CaseStatus::Closed);
+        assert!(
+            case.is_closed(),
+            "a closed case is closed whatever it says it owes"
+        );
+        case.status = None;
+        assert_eq!(case.validate(), Err(LoanRule::MissingField("status")));
+
+        // An API-DEBT-FI loan is of the unsecured kind and only that.
+        assert_eq!(
+            repayment(1).validate_for(DebtKind::StudentLoan),
+            Err(LoanRule::WrongKind)
+        );
+        assert!(repayment(1).validate_for(DebtKind::Unsecured).is_ok());
+    }
+
+    #[test]
+    fn register_loans_serialise_without_the_new_fields() {
+        let json = serde_json::to_string(&repayment(320000).canonical()).unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"repaymentLoan","accountID":"A1","coBorrower":0,"originalBalance":500000,"balance":320000,"terms":12,"nominalInterestRate":1020,"installmentCharges":5000,"installmentChargePeriod":"MONTHLY"}"#
+        );
     }
 
     #[test]
