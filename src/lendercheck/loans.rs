@@ -31,6 +31,9 @@ fn fields_of(loan_type: LoanType) -> &'static [&'static str] {
             "installmentChargePeriod",
         ],
         LoanType::ChargeCard => &["interestBearingBalance", "nonInterestBearingBalance"],
+        // Other sources' kinds, never API-DEBT-FI: `loan_type` does not map their
+        // names, so an API-DEBT-FI lender sending one fails as an unknown type.
+        LoanType::StudentLoan | LoanType::CollectionCase => &[],
     }
 }
 
