@@ -1,10 +1,20 @@
 //! Test and load-test tooling for Gjeldsbro: a deterministic synthetic population
-//! ([`population`]) and a steerable lender simulator speaking API-DEBT-FI ([`sim`]).
+//! ([`population`]), a steerable lender simulator speaking API-DEBT-FI ([`sim`]),
+//! and an open-model load generator that compares the broker with calling the
+//! lenders directly ([`scenario`], [`openloop`], [`runner`], [`report`]).
 //! Every national id produced here is a synthetic (Tenor, month + 80) id.
 
+pub mod broker;
+pub mod chart;
+pub mod openloop;
 pub mod population;
+pub mod report;
+pub mod runner;
+pub mod scenario;
 pub mod sim;
+pub mod targets;
 mod tls;
+pub mod workload;
 
 pub use population::{LenderSpec, Population, generate};
 pub use sim::{Behaviour, Fault, Flapping, Latency, SimHandle, SimStats, SimTls, spawn, spawn_tls};
