@@ -220,7 +220,8 @@ mod tests {
 
     #[test]
     fn peak_rss_comes_from_vm_hwm() {
-        let status = "Name:\tgjeldsbro\nVmPeak:\t  900000 kB\nVmHWM:\t   45678 kB\nVmRSS:\t   40000 kB\n";
+        let status =
+            "Name:\tgjeldsbro\nVmPeak:\t  900000 kB\nVmHWM:\t   45678 kB\nVmRSS:\t   40000 kB\n";
         assert_eq!(parse_vm_hwm(status), Some(45678));
         assert_eq!(parse_vm_hwm("Name: x\n"), None);
     }
@@ -233,7 +234,10 @@ mod tests {
             gjeldsbro_lender_fallbacks_total{lender=\"lender-2\",result=\"missing\"} 1\n\
             gjeldsbro_lender_circuit_state{lender=\"lender-4\"} 1\n\
             gjeldsbro_index_persons 100\n";
-        assert_eq!(metric_sum(scrape, "gjeldsbro_lender_fallbacks_total", &[]), 8.0);
+        assert_eq!(
+            metric_sum(scrape, "gjeldsbro_lender_fallbacks_total", &[]),
+            8.0
+        );
         assert_eq!(
             metric_sum(
                 scrape,
@@ -243,12 +247,20 @@ mod tests {
             7.0
         );
         assert_eq!(
-            metric_sum(scrape, "gjeldsbro_lender_circuit_state", &[("lender", "lender-4")]),
+            metric_sum(
+                scrape,
+                "gjeldsbro_lender_circuit_state",
+                &[("lender", "lender-4")]
+            ),
             1.0
         );
         // "lender-1" must not match "lender-10"-style prefixes or other names.
         assert_eq!(
-            metric_sum(scrape, "gjeldsbro_lender_circuit_state", &[("lender", "lender-")]),
+            metric_sum(
+                scrape,
+                "gjeldsbro_lender_circuit_state",
+                &[("lender", "lender-")]
+            ),
             0.0
         );
         assert_eq!(metric_sum(scrape, "gjeldsbro_index_persons", &[]), 100.0);

@@ -15,11 +15,7 @@ const MAX_X: f64 = 4.4;
 
 /// `-log10(1 - q)`: p90 → 1, p99 → 2, p99.9 → 3; the max at [`MAX_X`].
 fn tail_x(q: f64) -> f64 {
-    if q >= 1.0 {
-        MAX_X
-    } else {
-        -(1.0 - q).log10()
-    }
+    if q >= 1.0 { MAX_X } else { -(1.0 - q).log10() }
 }
 
 fn x_label(x: &f64) -> String {

@@ -153,7 +153,11 @@ pub struct FaultTimeline {
 }
 
 fn quantile(h: &Histogram<u64>, q: f64) -> u64 {
-    if h.is_empty() { 0 } else { h.value_at_quantile(q) }
+    if h.is_empty() {
+        0
+    } else {
+        h.value_at_quantile(q)
+    }
 }
 
 /// The percentile curve drawn in the chart: quantiles 1 − 10^−x for x in
@@ -216,7 +220,9 @@ impl PathStats {
 
 impl Added {
     pub fn between(direct: &PathStats, broker: &PathStats) -> Added {
-        let d = |b: u64, d: u64| i64::try_from(b).unwrap_or(i64::MAX) - i64::try_from(d).unwrap_or(i64::MAX);
+        let d = |b: u64, d: u64| {
+            i64::try_from(b).unwrap_or(i64::MAX) - i64::try_from(d).unwrap_or(i64::MAX)
+        };
         Added {
             p50_us: d(broker.p50_us, direct.p50_us),
             p99_us: d(broker.p99_us, direct.p99_us),
@@ -328,9 +334,10 @@ impl Report {
             "- load: {} lookups/s (open model, latency from the scheduled send time), {} s warm-up, {} s measured; {}",
             self.rate_per_s, self.warmup_s, self.duration_s, self.order
         );
-        let fan_out = self
-            .fan_out
-            .map_or_else(|| "mixed (the demo population)".to_owned(), |n| n.to_string());
+        let fan_out = self.fan_out.map_or_else(
+            || "mixed (the demo population)".to_owned(),
+            |n| n.to_string(),
+        );
         let _ = writeln!(
             s,
             "- lenders: {} simulated, fan-out {fan_out}, {} persons looked up, lender timeout {} ms, behaviour `{}`",
@@ -650,7 +657,11 @@ pub(crate) mod tests {
             .expect("read summary");
         assert!(summary.contains("| fanout-4 |"), "{summary}");
         assert!(summary.contains("+100 µs / +800 µs"), "{summary}");
-        assert_eq!(summary.matches("\n| ").count(), 2, "header + one row: {summary}");
+        assert_eq!(
+            summary.matches("\n| ").count(),
+            2,
+            "header + one row: {summary}"
+        );
     }
 
     #[test]
@@ -682,7 +693,9 @@ pub(crate) mod tests {
         assert!(t.p99_after_fault_us >= 109_000);
 
         // No breaker (the direct path): never back, p99 after the fault is slow.
-        let stuck: Vec<_> = (0..10).map(|i| if i < 3 { fast() } else { slow() }).collect();
+        let stuck: Vec<_> = (0..10)
+            .map(|i| if i < 3 { fast() } else { slow() })
+            .collect();
         let t = fault_timeline(&stuck, 0.3, None);
         assert_eq!(t.recovered_at_s, None);
         assert_eq!(t.p99_after_breaker_us, None);

@@ -231,7 +231,10 @@ fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> RunError {
 /// Runs one scenario and writes its report into `opts.out_dir`.
 pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutput, RunError> {
     let scenario = apply_overrides(scenario, opts)?;
-    let started_at = OffsetDateTime::now_utc()
+    let now = OffsetDateTime::now_utc();
+    let started_at = now
+        .replace_nanosecond(0)
+        .unwrap_or(now)
         .format(&Rfc3339)
         .unwrap_or_default();
     let load_start = broker::load_average();
@@ -251,10 +254,12 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutput, Ru
         .map(str::to_owned)
         .collect();
     if persons.is_empty() {
-        return Err(RunError::Scenario(crate::scenario::ScenarioError::Invalid {
-            name: scenario.name.clone(),
-            message: "the population has nobody with debt to look up".into(),
-        }));
+        return Err(RunError::Scenario(
+            crate::scenario::ScenarioError::Invalid {
+                name: scenario.name.clone(),
+                message: "the population has nobody with debt to look up".into(),
+            },
+        ));
     }
     let holdings: Vec<Vec<usize>> = persons
         .iter()
@@ -308,9 +313,13 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutput, Ru
     .await?
     .trim()
     .to_owned();
-    let broker_proc =
-        BrokerProcess::start(&opts.broker_bin, &config, listen, &work.path().join("broker.log"))
-            .await?;
+    let broker_proc = BrokerProcess::start(
+        &opts.broker_bin,
+        &config,
+        listen,
+        &work.path().join("broker.log"),
+    )
+    .await?;
 
     let schedule = Schedule {
         rate_per_s: scenario.rate_per_s,
@@ -320,7 +329,9 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutput, Ru
     let sequence = Arc::new(workload::sequence(
         p.choice,
         persons.len(),
-        usize::try_from(schedule.total()).unwrap_or(usize::MAX).min(50_000_000),
+        usize::try_from(schedule.total())
+            .unwrap_or(usize::MAX)
+            .min(50_000_000),
         p.seed ^ 0x5eed,
     ));
     let pool = 1024;
@@ -393,9 +404,16 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutput, Ru
             (cpu0, cpu1, m0, m1)
         })
     };
-    let breaker_watch = scenario
-        .first_event()
-        .map(|e| watch_breaker(scraper.clone(), metrics_url.clone(), e.lender, measure_from, measure_to));
+    let breaker_watch = scenario.first_event().map(|e| {
+        watch_breaker(
+            scraper.clone(),
+            metrics_url.clone(),
+            e.lender,
+            measure_from + Duration::from_secs_f64(e.at_s),
+            measure_from,
+            measure_to,
+        )
+    });
     let events = spawn_events(&scenario, &sims, measure_from);
     let broker_run = openloop::run(schedule, start, MAX_OUTSTANDING, move |i| {
         let b = target.clone();
@@ -469,18 +487,21 @@ fn spawn_events(
     })
 }
 
-/// Polls `/metrics` every 50 ms and returns when (seconds after
-/// `measure_from`) lender number `lender`'s circuit was first seen open.
+/// Polls `/metrics` every 50 ms from the fault on, and returns when (seconds
+/// after `measure_from`) lender number `lender`'s circuit was first seen open.
+/// An opening before the fault (a slow broker timing out a healthy lender) is
+/// not the one the timeline is about, so polling starts at the fault.
 fn watch_breaker(
     client: reqwest::Client,
     url: String,
     lender: usize,
+    fault_at: Instant,
     measure_from: Instant,
     measure_to: Instant,
 ) -> tokio::task::JoinHandle<Option<f64>> {
     let id = format!("lender-{lender}");
     tokio::spawn(async move {
-        tokio::time::sleep_until(measure_from.into()).await;
+        tokio::time::sleep_until(fault_at.into()).await;
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         while Instant::now() < measure_to {
@@ -500,10 +521,26 @@ fn metric_deltas(before: &str, after: &str) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     let rows: [(&str, &str, &[(&str, &str)]); 5] = [
         ("fallbacks", "gjeldsbro_lender_fallbacks_total", &[]),
-        ("cache_hits", "gjeldsbro_cache_requests_total", &[("result", "hit")]),
-        ("cache_misses", "gjeldsbro_cache_requests_total", &[("result", "miss")]),
-        ("hedges", "gjeldsbro_lender_extra_calls_total", &[("kind", "hedge")]),
-        ("retries", "gjeldsbro_lender_extra_calls_total", &[("kind", "retry")]),
+        (
+            "cache_hits",
+            "gjeldsbro_cache_requests_total",
+            &[("result", "hit")],
+        ),
+        (
+            "cache_misses",
+            "gjeldsbro_cache_requests_total",
+            &[("result", "miss")],
+        ),
+        (
+            "hedges",
+            "gjeldsbro_lender_extra_calls_total",
+            &[("kind", "hedge")],
+        ),
+        (
+            "retries",
+            "gjeldsbro_lender_extra_calls_total",
+            &[("kind", "retry")],
+        ),
     ];
     if before.is_empty() || after.is_empty() {
         return out;
@@ -634,7 +671,10 @@ breaker_failures = 3
         let v: toml::Value = toml::from_str(&text).expect("valid TOML");
         assert_eq!(v["listen"].as_str(), Some("127.0.0.1:18080"));
         assert_eq!(v["accept_synthetic_ids"].as_bool(), Some(true));
-        assert_eq!(v["store"]["url"].as_str(), Some("sqlite:///tmp/x/broker.db"));
+        assert_eq!(
+            v["store"]["url"].as_str(),
+            Some("sqlite:///tmp/x/broker.db")
+        );
         assert_eq!(v["auth"]["issuer"].as_str(), Some(ISSUER));
         assert_eq!(v["cache"]["ttl_ms"].as_integer(), Some(5000));
         let client = &v["clients"][0];

@@ -208,7 +208,9 @@ impl Scenario {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         {
-            return fail("name must be lowercase letters, digits and '-' (it names the report files)".into());
+            return fail(
+                "name must be lowercase letters, digits and '-' (it names the report files)".into(),
+            );
         }
         if !(self.rate_per_s.is_finite() && self.rate_per_s > 0.0 && self.rate_per_s <= MAX_RATE) {
             return fail(format!("rate_per_s must be above 0 and at most {MAX_RATE}"));
@@ -247,7 +249,8 @@ impl Scenario {
                     "events[{i}].at_s must lie inside the measured period (0 to duration_s)"
                 ));
             }
-            check_behaviour(&e.behaviour).or_else(|m| fail(format!("events[{i}].behaviour: {m}")))?;
+            check_behaviour(&e.behaviour)
+                .or_else(|m| fail(format!("events[{i}].behaviour: {m}")))?;
         }
         let b = &self.broker;
         if !(1000..=60_000).contains(&b.max_time_to_wait_ms) {
@@ -266,9 +269,7 @@ impl Scenario {
 
     /// The time of the first event, if any (the fault of a black-hole run).
     pub fn first_event(&self) -> Option<&Event> {
-        self.events
-            .iter()
-            .min_by(|a, b| a.at_s.total_cmp(&b.at_s))
+        self.events.iter().min_by(|a, b| a.at_s.total_cmp(&b.at_s))
     }
 }
 
@@ -366,7 +367,10 @@ hedge_percentile = 90
 breaker_failures = 5
 "#,
             )
-            .replace("kind = \"all_lenders\"", "kind = \"demo\"\nchoice = { zipf = { s = 1.1 } }"),
+            .replace(
+                "kind = \"all_lenders\"",
+                "kind = \"demo\"\nchoice = { zipf = { s = 1.1 } }",
+            ),
             "x",
         )
         .expect("valid scenario");
@@ -393,9 +397,16 @@ breaker_failures = 5
     #[test]
     fn bad_values_are_refused_with_clear_messages() {
         assert!(invalid_message(&FANOUT.replace("2000", "0")).contains("rate_per_s"));
-        assert!(invalid_message(&FANOUT.replace("duration_s = 30", "duration_s = -1")).contains("duration_s"));
-        assert!(invalid_message(&FANOUT.replace("count = 4", "count = 0")).contains("lenders.count"));
-        assert!(invalid_message(&FANOUT.replace("persons = 5000", "persons = 0")).contains("persons"));
+        assert!(
+            invalid_message(&FANOUT.replace("duration_s = 30", "duration_s = -1"))
+                .contains("duration_s")
+        );
+        assert!(
+            invalid_message(&FANOUT.replace("count = 4", "count = 0")).contains("lenders.count")
+        );
+        assert!(
+            invalid_message(&FANOUT.replace("persons = 5000", "persons = 0")).contains("persons")
+        );
         assert!(invalid_message(&FANOUT.replace("fanout-4", "Fanout 4")).contains("name"));
         let event = |lender: usize, at: f64| {
             with(&format!(
@@ -411,7 +422,8 @@ breaker_failures = 5
         );
         assert!(invalid_message(&slow).contains("slow_fraction"));
         assert!(
-            invalid_message(&with("[broker]\nmax_time_to_wait_ms = 10\n")).contains("max_time_to_wait_ms")
+            invalid_message(&with("[broker]\nmax_time_to_wait_ms = 10\n"))
+                .contains("max_time_to_wait_ms")
         );
     }
 

@@ -64,21 +64,24 @@ impl Direct {
         let (Some(ssn), Some(lenders)) = (self.persons.get(p), self.holdings.get(p)) else {
             return Outcome::Error("no_persons".into());
         };
-        let calls = lenders.iter().filter_map(|&l| self.customer_urls.get(l)).map(|url| {
-            let request = self
-                .client
-                .get(url)
-                .header("customerID", ssn)
-                .header("X-Trace-ID", "loadgen-direct")
-                .header(reqwest::header::ACCEPT, "application/json")
-                .timeout(self.lender_timeout);
-            async move {
-                match request.send().await {
-                    Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
-                    _ => false,
+        let calls = lenders
+            .iter()
+            .filter_map(|&l| self.customer_urls.get(l))
+            .map(|url| {
+                let request = self
+                    .client
+                    .get(url)
+                    .header("customerID", ssn)
+                    .header("X-Trace-ID", "loadgen-direct")
+                    .header(reqwest::header::ACCEPT, "application/json")
+                    .timeout(self.lender_timeout);
+                async move {
+                    match request.send().await {
+                        Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                        _ => false,
+                    }
                 }
-            }
-        });
+            });
         let failed = futures::future::join_all(calls)
             .await
             .into_iter()
@@ -126,8 +129,7 @@ pub fn search_body(ssn: &str, reference: &str, max_time_to_wait_ms: u64) -> Byte
 
 impl Broker {
     pub async fn send(&self, i: u64) -> Outcome {
-        let Some(body) = pick(&self.sequence, i).and_then(|&p| self.bodies.get(p as usize))
-        else {
+        let Some(body) = pick(&self.sequence, i).and_then(|&p| self.bodies.get(p as usize)) else {
             return Outcome::Error("no_persons".into());
         };
         let response = self
