@@ -105,12 +105,15 @@ impl Sims {
             .enable_all()
             .build()
             .map_err(|e| RunError::Sim(format!("cannot start the lenders' runtime: {e}")))?;
+        let spawner = runtime.handle().clone();
+        // Owned by `sims` from here on, so an early return drops it through
+        // `Sims::drop` (in the background), never inside this async context.
         let mut sims = Sims {
             handles: Vec::new(),
-            runtime: None,
+            runtime: Some(runtime),
         };
         for spec in population.lenders() {
-            let task = runtime.spawn(sim::spawn(
+            let task = spawner.spawn(sim::spawn(
                 SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
                 spec.org_no.clone(),
                 population.dataset(&spec.id),
@@ -122,7 +125,6 @@ impl Sims {
                 .map_err(|e| RunError::Sim(format!("cannot start {}: {e}", spec.id)))?;
             sims.handles.push(handle);
         }
-        sims.runtime = Some(runtime);
         Ok(sims)
     }
 
@@ -516,10 +518,17 @@ fn watch_breaker(
     })
 }
 
+/// A short name, a metric and the labels its samples must carry.
+type MetricRow = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
 /// Broker counters over the measured period, by a short name.
 fn metric_deltas(before: &str, after: &str) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
-    let rows: [(&str, &str, &[(&str, &str)]); 5] = [
+    let rows: [MetricRow; 5] = [
         ("fallbacks", "gjeldsbro_lender_fallbacks_total", &[]),
         (
             "cache_hits",
