@@ -134,9 +134,7 @@ impl BrokerProcess {
 
     /// User + system CPU seconds the broker has used so far.
     pub fn cpu_seconds(&self) -> Option<f64> {
-        let text = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
-        let (user, system) = parse_stat_cpu(&text)?;
-        Some((user + system) as f64 / USER_HZ)
+        cpu_seconds_of(self.pid)
     }
 
     /// The broker's peak resident set (VmHWM), in KiB.
@@ -150,6 +148,13 @@ impl BrokerProcess {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
     }
+}
+
+/// User + system CPU seconds process `pid` has used so far.
+pub fn cpu_seconds_of(pid: u32) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (user, system) = parse_stat_cpu(&text)?;
+    Some((user + system) as f64 / USER_HZ)
 }
 
 /// (utime, stime) in clock ticks from `/proc/<pid>/stat`. The command name (field
@@ -216,6 +221,21 @@ mod tests {
         assert_eq!(parse_stat_cpu(stat), Some((1234, 567)));
         assert_eq!(parse_stat_cpu("garbage"), None);
         assert_eq!(parse_stat_cpu("1 (x) S 1 2"), None);
+    }
+
+    #[test]
+    fn this_process_has_cpu_time_and_a_peak_rss() {
+        // Burn a little CPU so the tick counters have something to show.
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        assert_ne!(x, 1);
+        let cpu = cpu_seconds_of(std::process::id()).expect("own /proc/<pid>/stat");
+        assert!(cpu >= 0.0);
+        let status = std::fs::read_to_string("/proc/self/status").expect("own status");
+        assert!(parse_vm_hwm(&status).is_some_and(|kib| kib > 0));
+        assert!(load_average().split_whitespace().count() == 3);
     }
 
     #[test]

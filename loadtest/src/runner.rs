@@ -230,6 +230,59 @@ fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> RunError {
     move |e| RunError::Io(format!("{text}: {e}"))
 }
 
+/// Writes the broker's config into `work`, fills every lender's snapshot and
+/// the index through `gjeldsbro pull` (the sims serve getalldata), mints the
+/// client's token and starts `gjeldsbro serve`.
+async fn start_broker(
+    scenario: &Scenario,
+    opts: &RunOptions,
+    work: &Path,
+    specs: &[LenderSpec],
+    urls: &[String],
+) -> Result<(BrokerProcess, String), RunError> {
+    let jwks = work.join("dev-jwks.json");
+    std::fs::write(&jwks, DEV_JWKS).map_err(io("cannot write", &jwks))?;
+    let listen = free_port()?;
+    let config = work.join("gjeldsbro.toml");
+    let config_text = broker_config(
+        scenario,
+        listen,
+        &work.join("broker.db"),
+        &jwks,
+        specs,
+        urls,
+    );
+    std::fs::write(&config, config_text).map_err(io("cannot write", &config))?;
+    let config_arg = config.to_string_lossy().into_owned();
+    for spec in specs {
+        run_cli(
+            &opts.broker_bin,
+            &["pull", "--config", &config_arg, "--lender", &spec.id],
+        )
+        .await?;
+    }
+    let token = run_cli(
+        &opts.broker_bin,
+        &[
+            "dev-token",
+            "--config",
+            &config_arg,
+            "--org",
+            CLIENT_ORG,
+            "--scope",
+            "debt.search",
+            "--ttl-secs",
+            "86400",
+        ],
+    )
+    .await?
+    .trim()
+    .to_owned();
+    let broker =
+        BrokerProcess::start(&opts.broker_bin, &config, listen, &work.join("broker.log")).await?;
+    Ok((broker, token))
+}
+
 /// Runs one scenario and writes its report into `opts.out_dir`.
 pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutput, RunError> {
     let scenario = apply_overrides(scenario, opts)?;
@@ -276,52 +329,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutput, Ru
     let sims = Sims::start(&population, &scenario).await?;
     let urls: Vec<String> = sims.handles.iter().map(SimHandle::base_url).collect();
 
-    // The broker: config, snapshots and index through `pull`, a token, serve.
-    let jwks = work.path().join("dev-jwks.json");
-    std::fs::write(&jwks, DEV_JWKS).map_err(io("cannot write", &jwks))?;
-    let listen = free_port()?;
-    let config = work.path().join("gjeldsbro.toml");
-    let config_text = broker_config(
-        &scenario,
-        listen,
-        &work.path().join("broker.db"),
-        &jwks,
-        &specs,
-        &urls,
-    );
-    std::fs::write(&config, config_text).map_err(io("cannot write", &config))?;
-    let config_arg = config.to_string_lossy().into_owned();
-    for spec in &specs {
-        run_cli(
-            &opts.broker_bin,
-            &["pull", "--config", &config_arg, "--lender", &spec.id],
-        )
-        .await?;
-    }
-    let token = run_cli(
-        &opts.broker_bin,
-        &[
-            "dev-token",
-            "--config",
-            &config_arg,
-            "--org",
-            CLIENT_ORG,
-            "--scope",
-            "debt.search",
-            "--ttl-secs",
-            "86400",
-        ],
-    )
-    .await?
-    .trim()
-    .to_owned();
-    let broker_proc = BrokerProcess::start(
-        &opts.broker_bin,
-        &config,
-        listen,
-        &work.path().join("broker.log"),
-    )
-    .await?;
+    let (broker_proc, token) = start_broker(&scenario, opts, work.path(), &specs, &urls).await?;
 
     let schedule = Schedule {
         rate_per_s: scenario.rate_per_s,
@@ -398,10 +406,10 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutput, Ru
         let pid = broker_proc.pid();
         tokio::spawn(async move {
             tokio::time::sleep_until(measure_from.into()).await;
-            let cpu0 = proc_cpu(pid);
+            let cpu0 = broker::cpu_seconds_of(pid);
             let m0 = scrape(&scraper, &url).await;
             tokio::time::sleep_until(measure_to.into()).await;
-            let cpu1 = proc_cpu(pid);
+            let cpu1 = broker::cpu_seconds_of(pid);
             let m1 = scrape(&scraper, &url).await;
             (cpu0, cpu1, m0, m1)
         })
@@ -454,12 +462,6 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutput, Ru
     files.push(svg);
     files.push(report::write_summary(&opts.out_dir)?);
     Ok(RunOutput { report, files })
-}
-
-fn proc_cpu(pid: u32) -> Option<f64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (u, s) = broker::parse_stat_cpu(&text)?;
-    Some((u + s) as f64 / 100.0)
 }
 
 async fn scrape(client: &reqwest::Client, url: &str) -> String {
