@@ -38,8 +38,6 @@ const AUDIENCE: &str = "gjeldsbro";
 const CLIENT_ORG: &str = "910000001";
 /// Requests waiting at once at most, per path (see [`openloop::run`]).
 const MAX_OUTSTANDING: usize = 50_000;
-/// Worker threads of the simulated lenders' runtime.
-const SIM_THREADS: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -100,7 +98,7 @@ impl Drop for Sims {
 impl Sims {
     async fn start(population: &Population, scenario: &Scenario) -> Result<Sims, RunError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(SIM_THREADS)
+            .worker_threads(scenario.lenders.threads)
             .thread_name("lender-sim")
             .enable_all()
             .build()

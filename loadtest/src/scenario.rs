@@ -100,10 +100,19 @@ pub struct LendersSpec {
     pub timeout_ms: u64,
     #[serde(default)]
     pub behaviour: Behaviour,
+    /// Worker threads of the lenders' own runtime (default 2). At high fan-out
+    /// the lenders answer tens of thousands of calls a second; on a machine
+    /// with cores to spare, more threads keep them from being the bottleneck.
+    #[serde(default = "default_sim_threads")]
+    pub threads: usize,
 }
 
 fn default_timeout_ms() -> u64 {
     300
+}
+
+fn default_sim_threads() -> usize {
+    2
 }
 
 /// At `at_s` seconds into the measured period, lender number `lender` (1-based)
@@ -232,6 +241,9 @@ impl Scenario {
         if self.lenders.count == 0 || self.lenders.count > MAX_LENDERS {
             return fail(format!("lenders.count must be 1-{MAX_LENDERS}"));
         }
+        if self.lenders.threads == 0 || self.lenders.threads > 256 {
+            return fail("lenders.threads must be 1-256".into());
+        }
         if self.lenders.timeout_ms == 0 {
             return fail("lenders.timeout_ms must be above 0".into());
         }
@@ -344,6 +356,7 @@ behaviour = { latency = { fixed = { ms = 20 } } }
         assert_eq!(s.rate_per_s, 2000.0);
         assert_eq!(s.fixed_fan_out(), Some(4));
         assert_eq!(s.lenders.timeout_ms, 300);
+        assert_eq!(s.lenders.threads, 2);
         assert_eq!(s.lenders.behaviour.latency, Latency::Fixed { ms: 20 });
         assert_eq!(s.population.seed, 42);
         assert_eq!(s.population.choice, Choice::Uniform);
@@ -408,6 +421,10 @@ breaker_failures = 5
             invalid_message(&FANOUT.replace("persons = 5000", "persons = 0")).contains("persons")
         );
         assert!(invalid_message(&FANOUT.replace("fanout-4", "Fanout 4")).contains("name"));
+        assert!(
+            invalid_message(&FANOUT.replace("count = 4", "count = 4\nthreads = 0"))
+                .contains("lenders.threads")
+        );
         let event = |lender: usize, at: f64| {
             with(&format!(
                 "[[events]]\nat_s = {at}\nlender = {lender}\nbehaviour = {{ fault = \"black_hole\" }}\n"
