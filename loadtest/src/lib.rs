@@ -1,15 +1,25 @@
 //! Test and load-test tooling for Gjeldsbro: a deterministic synthetic population
 //! ([`population`]), a steerable lender simulator speaking API-DEBT-FI ([`sim`]),
-//! and simulators of the other debt sources: a student-loan saldo API with its
-//! token endpoint ([`student_loan_sim`]) and a collection agency ([`collection_sim`]).
+//! simulators of the other debt sources: a student-loan saldo API with its
+//! token endpoint ([`student_loan_sim`]) and a collection agency ([`collection_sim`]),
+//! and an open-model load generator that compares the broker with calling the
+//! lenders directly ([`scenario`], [`openloop`], [`runner`], [`report`]).
 //! Every national id produced here is a synthetic (Tenor, month + 80) id.
 
+pub mod broker;
+pub mod chart;
 pub mod collection_sim;
+pub mod openloop;
 pub mod population;
+pub mod report;
+pub mod runner;
+pub mod scenario;
 pub mod sim;
 mod source_sim;
 pub mod student_loan_sim;
+pub mod targets;
 mod tls;
+pub mod workload;
 
 pub use population::{LenderSpec, Population, generate};
 pub use sim::{Behaviour, Fault, Flapping, Latency, SimHandle, SimStats, SimTls, spawn, spawn_tls};

@@ -127,6 +127,54 @@ pub fn generate(seed: u64, persons: usize, lenders: &[LenderSpec]) -> Population
     }
 }
 
+/// Generates `persons` distinct synthetic persons who each hold debt at every one
+/// of `lenders` (one or two loans at each), so every lookup fans out to exactly
+/// `lenders.len()` lenders: what a load test with a fixed fan-out needs.
+pub fn generate_at_all(seed: u64, persons: usize, lenders: &[LenderSpec]) -> Population {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut seen = HashSet::with_capacity(persons);
+    let mut ids = Vec::with_capacity(persons);
+    while ids.len() < persons {
+        let id = random_id(&mut rng);
+        if seen.insert(id.clone()) {
+            ids.push(id);
+        }
+    }
+    let mut next_account = vec![0u64; lenders.len()];
+    let mut datasets: Vec<Vec<CustomerLoans>> = vec![Vec::with_capacity(persons); lenders.len()];
+    let mut holdings: HashMap<String, Vec<usize>> = HashMap::with_capacity(persons);
+    for id in &ids {
+        if lenders.is_empty() {
+            break;
+        }
+        for (l, spec) in lenders.iter().enumerate() {
+            let count = rng.random_range(1..=2usize);
+            let loans = (0..count)
+                .map(|_| {
+                    next_account[l] += 1;
+                    let account = format!("{}-{:08}", spec.org_no, next_account[l]);
+                    random_loan(&mut rng, account)
+                })
+                .collect();
+            datasets[l].push(CustomerLoans {
+                customer_id: id.clone(),
+                financial_institution_id: spec.org_no.clone(),
+                loans,
+            });
+        }
+        holdings.insert(id.clone(), (0..lenders.len()).collect());
+    }
+    for list in &mut datasets {
+        list.sort_by(|a, b| a.customer_id.cmp(&b.customer_id));
+    }
+    Population {
+        persons: ids,
+        lenders: lenders.to_vec(),
+        holdings,
+        datasets,
+    }
+}
+
 /// A synthetic id whose individual number matches its century: 000-499 for
 /// 1940-1999 births, 500-999 for 2000-2005. About 5 % are d-numbers.
 fn random_id(rng: &mut StdRng) -> String {

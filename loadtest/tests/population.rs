@@ -171,3 +171,33 @@ fn write_dataset_writes_getalldata_json() {
     assert!(raw["customers"][0]["loans"][0]["coBorrower"].is_i64());
     assert!(pop.write_dataset("nope", &path).is_err());
 }
+
+#[test]
+fn generate_at_all_puts_every_person_at_every_lender() {
+    let specs = LenderSpec::numbered(4);
+    let pop = gjeldsbro_loadtest::population::generate_at_all(9, 200, &specs);
+    assert_eq!(pop.persons().len(), 200);
+    assert!(pop.persons_without_debt().is_empty());
+    for p in pop.persons() {
+        assert_eq!(
+            pop.lenders_of(p),
+            vec!["lender-1", "lender-2", "lender-3", "lender-4"]
+        );
+        for spec in &specs {
+            let loans = pop.loans_of(&spec.id, p);
+            assert!((1..=2).contains(&loans.len()), "{} loans", loans.len());
+            for loan in loans {
+                assert!(loan.validate().is_ok());
+            }
+        }
+        assert!(NationalId::parse(p, IdPolicy::SYNTHETIC_OK).is_ok());
+    }
+    for spec in &specs {
+        let ds = pop.dataset(&spec.id);
+        assert_eq!(ds.len(), 200);
+        assert!(ds.windows(2).all(|w| w[0].customer_id < w[1].customer_id));
+    }
+    // Same seed, same data.
+    let again = gjeldsbro_loadtest::population::generate_at_all(9, 200, &specs);
+    assert_eq!(again.persons(), pop.persons());
+}
