@@ -6,6 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+
+/// mimalloc instead of glibc malloc: the broker allocates and frees small
+/// buffers on every request across tokio's worker threads, where glibc's
+/// arenas spent about a sixth of the broker's CPU (docs/performance.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use gjeldsbro::audit::retention::{PurgeReport, RetentionError};
 use gjeldsbro::audit::verify::{Anchor, Verdict};
 use gjeldsbro::cli::{self, CliError, DevTokenArgs, demo};

@@ -59,7 +59,10 @@ fn draw_inner(report: &Report, path: &Path) -> Result<(), Box<dyn std::error::Er
         .max(0.001)
         * 1.1;
     let mut chart = ChartBuilder::on(&top)
-        .caption("latency by percentile (the last point is the max)", ("sans-serif", 18))
+        .caption(
+            "latency by percentile (the last point is the max)",
+            ("sans-serif", 18),
+        )
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(70)

@@ -15,6 +15,11 @@ use gjeldsbro_loadtest::report::fmt_us;
 use gjeldsbro_loadtest::runner::{self, RunOptions};
 use gjeldsbro_loadtest::scenario::Scenario;
 
+/// The same allocator as the broker's: the generator shares the two cores, so
+/// its own malloc cost would show up as the broker's latency.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "loadgen",
