@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use gjeldsbro_adapter::http::{classify, read_capped};
 use gjeldsbro_adapter::{
     AdapterError, CustomerLoans, CustomerQuery, DebtKind, LenderAdapter, LenderSetup, Loan,
     SetupError, scrub,
@@ -104,7 +105,7 @@ impl ApiDebtFi {
         if let Some(tp) = query.traceparent {
             request = request.header("traceparent", tp);
         }
-        let mut response = request.send().await.map_err(classify)?;
+        let mut response = request.send().await.map_err(|e| classify(e, "lender"))?;
         let status = response.status();
         if status == http::StatusCode::TOO_MANY_REQUESTS {
             return Err(AdapterError::Limited);
@@ -112,19 +113,7 @@ impl ApiDebtFi {
         if !status.is_success() {
             return Err(AdapterError::Status(status.as_u16()));
         }
-        if response
-            .content_length()
-            .is_some_and(|n| n > self.max_answer_bytes as u64)
-        {
-            return Err(AdapterError::TooLarge);
-        }
-        let mut body = Vec::with_capacity(1024);
-        while let Some(chunk) = response.chunk().await.map_err(classify)? {
-            if body.len() + chunk.len() > self.max_answer_bytes {
-                return Err(AdapterError::TooLarge);
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_capped(&mut response, self.max_answer_bytes, "lender").await?;
         parse_answer(&body, &nin, &self.org_no)
     }
 }
@@ -150,33 +139,6 @@ pub fn parse_answer(body: &[u8], nin: &str, org_no: &str) -> Result<Vec<Loan>, A
             .map_err(|rule| AdapterError::Malformed(format!("loan {i}: {rule}")))?;
     }
     Ok(answer.loans)
-}
-
-fn classify(e: reqwest::Error) -> AdapterError {
-    if e.is_timeout() {
-        AdapterError::Timeout
-    } else if e.is_connect() {
-        AdapterError::Connect(scrub(&without_url(&e)))
-    } else if e.is_decode() || e.is_body() {
-        AdapterError::Malformed(scrub(&without_url(&e)))
-    } else {
-        AdapterError::Transport(scrub(&without_url(&e)))
-    }
-}
-
-/// The error text without the request URL (which names the lender's host).
-fn without_url(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    if let Some(url) = e.url() {
-        text = text.replace(url.as_str(), "<lender>");
-    }
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 impl LenderAdapter for ApiDebtFi {

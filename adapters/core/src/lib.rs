@@ -6,6 +6,8 @@
 //! trait with the [`LenderSetup`] its constructors are given.
 
 pub mod adapter;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod kind;
 pub mod loan;
 pub mod nin;

@@ -18,8 +18,9 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use gjeldsbro_adapter::http::{classify, read_capped};
 use gjeldsbro_adapter::{
-    AdapterError, CustomerQuery, DebtKind, LenderAdapter, LenderSetup, Loan, SetupError, scrub,
+    AdapterError, CustomerQuery, DebtKind, LenderAdapter, LenderSetup, Loan, SetupError,
 };
 use serde::Deserialize;
 
@@ -98,7 +99,11 @@ impl DebtCollection {
         if let Some(tp) = query.traceparent {
             request = request.header("traceparent", tp);
         }
-        let mut response = request.body(body).send().await.map_err(classify)?;
+        let mut response = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| classify(e, "agency"))?;
         let status = response.status();
         if status == http::StatusCode::TOO_MANY_REQUESTS {
             return Err(AdapterError::Limited);
@@ -106,19 +111,7 @@ impl DebtCollection {
         if !status.is_success() {
             return Err(AdapterError::Status(status.as_u16()));
         }
-        if response
-            .content_length()
-            .is_some_and(|n| n > self.max_answer_bytes as u64)
-        {
-            return Err(AdapterError::TooLarge);
-        }
-        let mut body = Vec::with_capacity(1024);
-        while let Some(chunk) = response.chunk().await.map_err(classify)? {
-            if body.len() + chunk.len() > self.max_answer_bytes {
-                return Err(AdapterError::TooLarge);
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_capped(&mut response, self.max_answer_bytes, "agency").await?;
         cases::parse_cases(&body, &self.org_no)
     }
 }
@@ -137,29 +130,5 @@ impl LenderAdapter for DebtCollection {
         query: CustomerQuery<'a>,
     ) -> BoxFuture<'a, Result<Vec<Loan>, AdapterError>> {
         self.fetch(query).boxed()
-    }
-}
-
-/// A transport failure without the URL (it names the agency's host).
-fn classify(e: reqwest::Error) -> AdapterError {
-    let mut text = e.to_string();
-    if let Some(url) = e.url() {
-        text = text.replace(url.as_str(), "<agency>");
-    }
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    let text = scrub(&text);
-    if e.is_timeout() {
-        AdapterError::Timeout
-    } else if e.is_connect() {
-        AdapterError::Connect(text)
-    } else if e.is_decode() || e.is_body() {
-        AdapterError::Malformed(text)
-    } else {
-        AdapterError::Transport(text)
     }
 }

@@ -24,8 +24,9 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
+pub(crate) use gjeldsbro_adapter::http::{classify, read_capped};
 use gjeldsbro_adapter::{
-    AdapterError, CustomerQuery, DebtKind, LenderAdapter, LenderSetup, Loan, SetupError, scrub,
+    AdapterError, CustomerQuery, DebtKind, LenderAdapter, LenderSetup, Loan, SetupError,
 };
 use serde::Deserialize;
 use token::{TokenConfig, TokenSource};
@@ -182,62 +183,5 @@ impl LenderAdapter for StudentLoans {
         query: CustomerQuery<'a>,
     ) -> BoxFuture<'a, Result<Vec<Loan>, AdapterError>> {
         self.fetch(query).boxed()
-    }
-}
-
-/// Reads a body, refusing it once it grows past `max` bytes.
-pub(crate) async fn read_capped(
-    response: &mut reqwest::Response,
-    max: usize,
-    what: &str,
-) -> Result<Vec<u8>, AdapterError> {
-    if response.content_length().is_some_and(|n| n > max as u64) {
-        return Err(AdapterError::TooLarge);
-    }
-    let mut body = Vec::with_capacity(1024);
-    while let Some(chunk) = response.chunk().await.map_err(|e| classify(e, what))? {
-        if body.len() + chunk.len() > max {
-            return Err(AdapterError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// A transport failure, named by `what` rather than by URL (which names hosts).
-pub(crate) fn classify(e: reqwest::Error, what: &str) -> AdapterError {
-    let text = |e: &reqwest::Error| {
-        let mut t = format!("{what}: {}", e.without_url_text());
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            t.push_str(": ");
-            t.push_str(&s.to_string());
-            source = s.source();
-        }
-        scrub(&t)
-    };
-    if e.is_timeout() {
-        AdapterError::Timeout
-    } else if e.is_connect() {
-        AdapterError::Connect(text(&e))
-    } else if e.is_decode() || e.is_body() {
-        AdapterError::Malformed(text(&e))
-    } else {
-        AdapterError::Transport(text(&e))
-    }
-}
-
-/// reqwest's error text without the request URL.
-trait WithoutUrl {
-    fn without_url_text(&self) -> String;
-}
-
-impl WithoutUrl for reqwest::Error {
-    fn without_url_text(&self) -> String {
-        let mut text = self.to_string();
-        if let Some(url) = self.url() {
-            text = text.replace(url.as_str(), "<lender>");
-        }
-        text
     }
 }
