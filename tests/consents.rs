@@ -576,7 +576,7 @@ async fn on_postgres_a_one_time_consent_answers_exactly_one_of_twenty_concurrent
     let (_schema, pg_url) = match common::pg::pg_schema().await {
         Ok(s) => s,
         Err(reason) => {
-            println!("skipping PostgreSQL: {reason}");
+            common::pg::skip(&reason);
             return;
         }
     };

@@ -85,7 +85,7 @@ async fn two_processes_on_one_database_follow_each_others_ingests_and_pushes() {
     let (schema, pg_url) = match pg_schema().await {
         Ok(s) => s,
         Err(reason) => {
-            println!("skipping PostgreSQL: {reason}");
+            common::pg::skip(&reason);
             return;
         }
     };

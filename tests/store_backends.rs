@@ -61,9 +61,10 @@ async fn sqlite_backend() -> Backend {
 
 async fn postgres_backend() -> Result<Backend, String> {
     let (guard, url) = pg_schema().await?;
+    // Reachable but not openable is a broken store, not a missing server: fail.
     let store = PostgresStore::open(&url)
         .await
-        .map_err(|e| format!("cannot open the store: {e}"))?;
+        .unwrap_or_else(|e| panic!("PostgreSQL is reachable but the store cannot be opened: {e}"));
     Ok(Backend {
         name: "postgres",
         url: url.clone(),
@@ -80,7 +81,7 @@ async fn backends() -> Vec<Backend> {
     let mut all = vec![sqlite_backend().await];
     match postgres_backend().await {
         Ok(b) => all.push(b),
-        Err(reason) => println!("skipping PostgreSQL: {reason}"),
+        Err(reason) => common::pg::skip(&reason),
     }
     all
 }
@@ -670,7 +671,7 @@ async fn app_state_builds_on_postgres_and_ingest_updates_the_index() {
     let (_guard, url) = match pg_schema().await {
         Ok(x) => x,
         Err(reason) => {
-            println!("skipping PostgreSQL: {reason}");
+            common::pg::skip(&reason);
             return;
         }
     };

@@ -1,7 +1,9 @@
 //! PostgreSQL test schemas: each test gets a fresh schema of the test database
 //! (`GJELDSBRO_TEST_PG_URL`, default `postgres://postgres@127.0.0.1:5432/test`),
-//! dropped when the test ends, also on panic. Tests print `skipping PostgreSQL:
-//! <reason>` and go on without it when it is not reachable.
+//! dropped when the test ends, also on panic. When PostgreSQL is not reachable
+//! tests print `skipping PostgreSQL: <reason>` and go on without it, unless
+//! `GJELDSBRO_REQUIRE_PG=1` (as `.ci/run` sets): then they fail, so CI can never
+//! pass with the PostgreSQL half of the suite silently skipped.
 
 use std::time::Duration;
 
@@ -11,6 +13,21 @@ pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 pub fn pg_admin_url() -> String {
     std::env::var("GJELDSBRO_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_owned())
+}
+
+/// Whether the tests must have PostgreSQL (`GJELDSBRO_REQUIRE_PG=1`).
+pub fn required() -> bool {
+    std::env::var("GJELDSBRO_REQUIRE_PG").is_ok_and(|v| v == "1")
+}
+
+/// Skips the PostgreSQL part of a test with `reason`, or fails it when
+/// PostgreSQL is required.
+pub fn skip(reason: &str) {
+    assert!(
+        !required(),
+        "PostgreSQL is required (GJELDSBRO_REQUIRE_PG=1) but {reason}"
+    );
+    println!("skipping PostgreSQL: {reason}");
 }
 
 /// The URL of the admin database with `search_path` set to `schema`.
