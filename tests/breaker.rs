@@ -127,7 +127,8 @@ async fn the_breaker_opens_waits_probes_once_and_closes() {
         5,
         "no call while open"
     );
-    assert!(started.elapsed() < Duration::from_secs(1));
+    // Not waiting for anything: generous, since the count above is the proof.
+    assert!(started.elapsed() < Duration::from_secs(10));
 
     // After the backoff, exactly one probe; the lender has recovered, so it closes.
     // (Real time here: the snapshot reads run on SQLite's thread, and a paused

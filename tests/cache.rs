@@ -115,3 +115,77 @@ async fn a_cached_answer_is_reused_until_a_push_drops_it() {
         "the pushed loan is shown: {answer}"
     );
 }
+
+/// A lender's new dataset means its older answers may be stale: the cache's
+/// epoch for that lender moves on, so the next lookup asks the lender again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_dataset_makes_the_lenders_cached_answers_unusable() {
+    let fx = Fixture::new(Options::default()).await;
+    let b = fx.broker().await;
+    let person = fx.persons_at(0)[0].clone();
+    assert_eq!(search(&b.url, &person).await.0, 200);
+    assert_eq!(search(&b.url, &person).await.0, 200);
+    assert_eq!(fx.sim(0).calls_for(&person), 1, "the answer was cached");
+
+    let bytes = std::fs::read(fx.dataset_file(0)).unwrap();
+    b.state
+        .ingestor
+        .load_dataset(
+            &fx.specs[0].id,
+            std::io::Cursor::new(bytes),
+            "file",
+            "itest",
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(search(&b.url, &person).await.0, 200);
+    assert_eq!(
+        fx.sim(0).calls_for(&person),
+        2,
+        "after the new dataset the cached answer was not reused"
+    );
+}
+
+/// Two instances on one store: a push to one drops the other's cached answer
+/// (its change follower invalidates it), so the other shows the pushed loan.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_to_one_instance_drops_the_others_cached_answer() {
+    let fx = Fixture::new(Options::default()).await;
+    // A TTL far beyond the wait below: only the invalidation can drop the answer.
+    let long_ttl = |text: String| {
+        let at = text.find("[[lenders]]").unwrap();
+        format!("{}[cache]\nttl_ms = 600000\n\n{}", &text[..at], &text[at..])
+    };
+    let a = fx.broker_with(long_ttl).await;
+    let other = fx.broker_with(long_ttl).await;
+    let person = fx.persons_at(0)[0].clone();
+    assert_eq!(search(&other.url, &person).await.0, 200);
+    assert_eq!(search(&other.url, &person).await.0, 200);
+    assert_eq!(fx.sim(0).calls_for(&person), 1, "the answer was cached");
+
+    let body = json!({"providerID": format!("9908:{}", fx.specs[0].org_no), "customers": [{
+        "customerID": person, "financialInstitutionID": fx.specs[0].org_no,
+        "loans": [{"type": "chargeCard", "accountID": "NEW-2", "coBorrower": 0,
+                   "interestBearingBalance": 66_600, "nonInterestBearingBalance": 0}]}]});
+    a.state
+        .ingestor
+        .push(
+            &fx.specs[0].org_no,
+            std::io::Cursor::new(serde_json::to_vec(&body).unwrap()),
+        )
+        .await
+        .unwrap();
+    // The live API now fails: the other instance shows the pushed loan (from the
+    // snapshot) only once its cached answer is gone.
+    fx.sim(0).set_behaviour(Behaviour {
+        fault: Fault::Status500,
+        ..Behaviour::default()
+    });
+    let shown = common::eventually(std::time::Duration::from_secs(30), || async {
+        let (status, answer) = search(&other.url, &person).await;
+        status == 200 && answer.contains("66600")
+    })
+    .await;
+    assert!(shown, "the other instance kept serving its cached answer");
+}

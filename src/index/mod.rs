@@ -316,4 +316,36 @@ mod tests {
         assert!(index.lenders_of(p[0]).is_empty());
         assert_eq!(index.load().persons(), 0);
     }
+
+    /// Pushes for different persons arrive on different threads at once. Each
+    /// writer reads the snapshot, builds the next and swaps it in; without the
+    /// writer lock two of them read the same snapshot and one change is lost.
+    #[test]
+    fn concurrent_writers_lose_no_change() {
+        const THREADS: usize = 8;
+        const EACH: usize = 25;
+        let p = ids(THREADS * EACH);
+        let index = Index::new(IndexSnapshot::empty());
+        std::thread::scope(|scope| {
+            for t in 0..THREADS {
+                let (index, p) = (&index, &p);
+                scope.spawn(move || {
+                    for i in 0..EACH {
+                        index
+                            .update(|s| {
+                                // Widen the window between load and store, as a
+                                // larger snapshot's copy would.
+                                std::thread::sleep(std::time::Duration::from_micros(200));
+                                s.with_person(p[t * EACH + i], (t % 4) as LenderIdx, true)
+                            })
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(index.load().persons(), THREADS * EACH);
+        for (n, nin) in p.iter().enumerate() {
+            assert_eq!(index.lenders_of(*nin), vec![((n / EACH) % 4) as LenderIdx]);
+        }
+    }
 }
