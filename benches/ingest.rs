@@ -26,7 +26,7 @@ const ORG: &str = "920000001";
 fn config_text(store_url: &str, lenders: usize) -> String {
     let jwks = concat!(env!("CARGO_MANIFEST_DIR"), "/config/dev-jwks.json");
     let mut t = format!(
-        "listen = \"127.0.0.1:0\"\naccept_synthetic_ids = true\n[store]\nurl = \"{store_url}\"\n\
+        "listen = \"127.0.0.1:0\"\naccept_synthetic_ids = true\ndev_mode = true\n[store]\nurl = \"{store_url}\"\n\
          [auth]\nissuer = \"https://issuer.test\"\naudience = \"gjeldsbro\"\njwks_file = \"{jwks}\"\n"
     );
     for i in 0..lenders {

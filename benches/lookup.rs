@@ -562,6 +562,7 @@ fn bench_auth(c: &mut Criterion) {
             audience: AUD.into(),
             jwks_file: jwks.clone(),
             leeway_secs: 30,
+            max_token_lifetime_secs: 3600,
         },
         &jwks,
         &[ClientConfig {

@@ -288,7 +288,7 @@ impl World {
     fn config_text(&self, db: &Path, cache_ttl_ms: u64) -> String {
         let jwks = concat!(env!("CARGO_MANIFEST_DIR"), "/config/dev-jwks.json");
         let mut t = format!(
-            "listen = \"127.0.0.1:0\"\naccept_synthetic_ids = true\n\n\
+            "listen = \"127.0.0.1:0\"\naccept_synthetic_ids = true\ndev_mode = true\n\n\
              [store]\nurl = \"sqlite://{db}\"\n\n\
              [auth]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\njwks_file = \"{jwks}\"\n\n\
              [cache]\nttl_ms = {cache_ttl_ms}\n\n\

@@ -77,6 +77,8 @@ impl AppState {
             Some(t) => Some(Arc::new(crate::tls::ServerTls::load(&config, t)?)),
             None => None,
         };
+        // The committed dev key signs for anyone who has the repository.
+        crate::auth::refuse_dev_key(&jwks, config.dev_mode)?;
         let auth = Authenticator::new(&config.auth, &jwks, &config.clients, config.id_policy())?;
         let store = store::open(&config.store.url).await?;
         let removed = store.clean_up().await?;

@@ -27,6 +27,11 @@ pub struct Config {
     pub listen: SocketAddr,
     #[serde(default)]
     pub accept_synthetic_ids: bool,
+    /// True only in demo and test configs: the committed dev key in the JWKS,
+    /// `gjeldsbro dev-token`, and plain `http://` lender URLs need it. Off, the
+    /// broker refuses all three (DOMAIN.md).
+    #[serde(default)]
+    pub dev_mode: bool,
     pub store: StoreConfig,
     pub auth: AuthConfig,
     #[serde(default)]
@@ -231,9 +236,15 @@ pub struct AuthConfig {
     pub issuer: String,
     pub audience: String,
     pub jwks_file: PathBuf,
-    /// Allowed clock skew for `exp`/`nbf`, in seconds (default 30).
+    /// Allowed clock skew for `exp`/`nbf`/`iat`, in seconds (default 30).
     #[serde(default = "default_leeway")]
     pub leeway_secs: u64,
+    /// The longest lifetime (`exp` − `iat`) a token may claim, in seconds
+    /// (default 3600: an hour). A token
+    /// without `iat` is then refused too: its lifetime cannot be judged. 0 turns
+    /// the limit off (tokens without `iat` are then accepted).
+    #[serde(default = "default_max_token_lifetime")]
+    pub max_token_lifetime_secs: u64,
 }
 
 /// The roles an organisation may hold.
@@ -338,6 +349,9 @@ fn default_max_lender_answer_bytes() -> usize {
 fn default_leeway() -> u64 {
     30
 }
+fn default_max_token_lifetime() -> u64 {
+    3600
+}
 fn default_lender_timeout_ms() -> u64 {
     300
 }
@@ -408,6 +422,14 @@ impl Config {
             {
                 return Err(ConfigError::Invalid(format!(
                     "lender {:?}: pull_at must be HH:MM",
+                    l.id
+                )));
+            }
+            if !self.dev_mode && !is_https_url(&l.base_url) {
+                // The national id travels in every call's headers: in clear
+                // text only to a simulator on a dev machine.
+                return Err(ConfigError::Invalid(format!(
+                    "lender {:?}: base_url must be https:// (http:// only with dev_mode = true)",
                     l.id
                 )));
             }
@@ -515,6 +537,13 @@ impl Config {
     }
 }
 
+/// An `https://` URL with a host (the scheme case-insensitively, as URLs are).
+pub fn is_https_url(s: &str) -> bool {
+    s.get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+        && s.len() > 8
+}
+
 /// A Norwegian organisation number: nine digits.
 pub fn is_org_no(s: &str) -> bool {
     s.len() == 9 && s.bytes().all(|b| b.is_ascii_digit())
@@ -558,7 +587,7 @@ url = "sqlite:///var/lib/gjeldsbro/broker.db"
 [auth]
 issuer = "https://maskinporten.example"
 audience = "gjeldsbro"
-jwks_file = "config/dev-jwks.json"
+jwks_file = "/etc/gjeldsbro/maskinporten-jwks.json"
 [[clients]]
 org_no = "910000001"
 name = "Eksempel Bank ASA"
@@ -569,7 +598,7 @@ id = "lender-a"
 org_no = "920000001"
 name = "Eksempel Finans AS"
 adapter = "api-debt-fi"
-base_url = "http://127.0.0.1:9001"
+base_url = "https://lender-a.example"
 timeout_ms = 300
 requests_per_second = 50
 max_in_flight = 32
@@ -582,6 +611,33 @@ max_in_flight = 32
         assert_eq!(c.clients[0].roles, vec![Role::FinancialInstitution]);
         assert_eq!(c.max_body_bytes, 1024 * 1024);
         assert!(!c.id_policy().accept_synthetic);
+    }
+
+    #[test]
+    fn plain_http_lenders_only_in_dev_mode() {
+        let c = Config::parse(EXAMPLE).unwrap();
+        assert!(!c.dev_mode, "off by default");
+        assert_eq!(c.auth.max_token_lifetime_secs, 3600);
+        let plain = EXAMPLE.replace("https://lender-a.example", "http://127.0.0.1:9001");
+        let Err(ConfigError::Invalid(e)) = Config::parse(&plain) else {
+            panic!("http:// accepted outside dev mode")
+        };
+        assert!(e.contains("https") && e.contains("dev_mode"), "{e}");
+        for bad in [
+            "HTTP://lender.example",
+            "ftp://lender.example",
+            "https://",
+            "",
+        ] {
+            let text = EXAMPLE.replace("https://lender-a.example", bad);
+            assert!(Config::parse(&text).is_err(), "{bad}");
+        }
+        assert!(
+            Config::parse(&EXAMPLE.replace("https://lender-a.example", "HTTPS://lender.example"))
+                .is_ok()
+        );
+        let dev = format!("dev_mode = true\n{plain}");
+        assert!(Config::parse(&dev).unwrap().dev_mode);
     }
 
     #[test]

@@ -146,6 +146,8 @@ enum Command {
         /// A person (pid) for a person token.
         #[arg(long)]
         pid: Option<String>,
+        /// Lifetime in seconds (at most the config's `[auth]
+        /// max_token_lifetime_secs`, default one hour).
         #[arg(long, default_value_t = 3600)]
         ttl_secs: u64,
         /// The PEM private key (default: the committed dev key).
@@ -349,6 +351,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let config = Config::load(&config)
                 .with_context(|| "dev-token needs a config for issuer and audience")?;
+            cli::dev_token_allowed(&config, ttl_secs)?;
             let key_pem = match key {
                 Some(path) => std::fs::read(&path)
                     .with_context(|| format!("cannot read {}", path.display()))?,

@@ -2,6 +2,7 @@
 //! merge and before encoding; deny by default.
 
 use gjeldsbro_adapter::KindSet;
+use gjeldsbro_adapter::timestamp::{Precision, normalise};
 
 use crate::lenders::Lenders;
 use crate::lookup::MergedDebt;
@@ -50,6 +51,18 @@ impl Purpose {
         }
     }
 
+    /// How much of a loan's timestamp the purpose sees. Where creditor names
+    /// are removed, the time of day is too: a lender's delivery hour (the same
+    /// for every person served from its snapshot) or its habits would tell
+    /// which lender a loan came from. The date still tells the data's age.
+    fn timestamp_precision(self) -> Precision {
+        if self.shows_creditor_names() {
+            Precision::Second
+        } else {
+            Precision::Day
+        }
+    }
+
     /// Whether creditor names may be shown. Only an explicit yes shows them.
     fn shows_creditor_names(self) -> bool {
         match self {
@@ -66,7 +79,9 @@ pub fn redact(merged: &MergedDebt, purpose: Purpose, lenders: &Lenders) -> DebtI
 }
 
 /// Cuts a merged answer down to what `purpose` may see. `accountID` never leaves
-/// (it names the lender's account); creditor names leave only where allowed. A
+/// (it names the lender's account); creditor names leave only where allowed;
+/// timestamps leave in one fixed form, the UTC date where names are removed,
+/// UTC seconds elsewhere (`Purpose::timestamp_precision`). A
 /// loan (or an unanswered lender) of a kind outside `kinds`, or outside what the
 /// purpose may ever see, is dropped: the fan-out should not have asked such a
 /// lender at all, and this is the last line if it did.
@@ -77,6 +92,7 @@ pub fn redact_kinds(
     lenders: &Lenders,
 ) -> DebtInformation {
     let names = purpose.shows_creditor_names();
+    let precision = purpose.timestamp_precision();
     let kinds = kinds.intersect(purpose.allowed_kinds());
     let shown = |e: &&crate::lookup::MergedEntry| {
         let lender_ok = lenders
@@ -101,6 +117,7 @@ pub fn redact_kinds(
             loan: e.loan.as_ref().map(|l| {
                 let mut l = l.clone();
                 l.account_id = None;
+                l.timestamp = l.timestamp.as_deref().and_then(|t| normalise(t, precision));
                 l
             }),
         })

@@ -8,6 +8,12 @@ pub fn now_rfc3339() -> String {
     format_rfc3339(OffsetDateTime::now_utc())
 }
 
+/// Now, as RFC 3339 UTC to the second (`2026-11-24T18:26:38Z`).
+pub fn now_utc_seconds() -> String {
+    let now = OffsetDateTime::now_utc();
+    format_rfc3339(now.replace_nanosecond(0).unwrap_or(now))
+}
+
 pub fn format_rfc3339(t: OffsetDateTime) -> String {
     // Formatting a valid UTC date-time with Rfc3339 cannot fail for years 0-9999.
     t.format(&Rfc3339)
@@ -47,6 +53,8 @@ mod tests {
     fn shape() {
         let s = super::now_rfc3339();
         assert!(s.ends_with('Z') && s.contains('T'), "{s}");
+        let s = super::now_utc_seconds();
+        assert_eq!(s.len(), "2026-11-24T18:26:38Z".len(), "{s}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ const ORG: &str = "920000001";
 fn write_config(dir: &Path) -> std::path::PathBuf {
     let jwks = concat!(env!("CARGO_MANIFEST_DIR"), "/config/dev-jwks.json");
     let text = format!(
-        "listen = \"127.0.0.1:0\"\naccept_synthetic_ids = true\n[store]\nurl = \"sqlite://{}\"\n\
+        "listen = \"127.0.0.1:0\"\naccept_synthetic_ids = true\ndev_mode = true\n[store]\nurl = \"sqlite://{}\"\n\
          [auth]\nissuer = \"https://issuer.test\"\naudience = \"gjeldsbro\"\njwks_file = \"{jwks}\"\n\
          [[lenders]]\nid = \"lender-1\"\norg_no = \"{ORG}\"\nname = \"Test Finans AS\"\nadapter = \"api-debt-fi\"\n\
          base_url = \"http://127.0.0.1:9\"\n",

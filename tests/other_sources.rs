@@ -190,7 +190,8 @@ async fn the_own_view_shows_student_loans_and_collection_cases() {
     assert_eq!(student.len(), 1, "{v}");
     assert_eq!(
         student[0]["loan"],
-        json!({"type": "studentLoan", "timestamp": "2026-11-24", "principal": 31_234_567,
+        // The saldo date, in the one form answers write timestamps in.
+        json!({"type": "studentLoan", "timestamp": "2026-11-24T00:00:00Z", "principal": 31_234_567,
                "interest": 123_450, "fees": 7_000, "costs": 0}),
         "live saldo, split, no accountID"
     );
@@ -332,7 +333,10 @@ async fn too_busy_is_the_lenders_limit_not_a_failure() {
         let s = entries_named(&v, STUDENT_NAME);
         assert_eq!(s.len(), 1, "the snapshot answers: {v}");
         assert_eq!(s[0]["loan"]["principal"], 31_000_000, "the delivered row");
-        assert_eq!(s[0]["loan"]["timestamp"], "2026-11-23", "its age shows");
+        assert_eq!(
+            s[0]["loan"]["timestamp"], "2026-11-23T00:00:00Z",
+            "its age shows"
+        );
     }
     assert_eq!(w.students.saldo_calls(), 7, "every call reached the lender");
     let metrics = w.b.get("/metrics").await.text();

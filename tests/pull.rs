@@ -21,6 +21,7 @@ fn config(db: &std::path::Path, base_url: &str) -> Config {
     Config::parse(&format!(
         r#"listen = "127.0.0.1:0"
 accept_synthetic_ids = true
+dev_mode = true
 [store]
 url = "sqlite://{}"
 [auth]

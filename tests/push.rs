@@ -73,7 +73,7 @@ async fn start_with(extra: &str) -> Broker {
     let dir = tempfile::tempdir().unwrap();
     let jwks = concat!(env!("CARGO_MANIFEST_DIR"), "/config/dev-jwks.json");
     let mut text = format!(
-        "listen = \"127.0.0.1:0\"\naccept_synthetic_ids = true\n{extra}[store]\nurl = \"sqlite://{}\"\n\
+        "listen = \"127.0.0.1:0\"\naccept_synthetic_ids = true\ndev_mode = true\n{extra}[store]\nurl = \"sqlite://{}\"\n\
          [auth]\nissuer = \"{ISS}\"\naudience = \"{AUD}\"\njwks_file = \"{jwks}\"\n\
          [[clients]]\norg_no = \"910000001\"\nname = \"Bank\"\nroles = [\"financial_institution\"]\n\
          [[clients]]\norg_no = \"910000009\"\nname = \"Drift\"\nroles = [\"operator\"]\n",

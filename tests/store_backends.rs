@@ -680,6 +680,7 @@ async fn app_state_builds_on_postgres_and_ingest_updates_the_index() {
         r#"
 listen = "127.0.0.1:0"
 accept_synthetic_ids = true
+dev_mode = true
 [store]
 url = "{url}"
 [auth]

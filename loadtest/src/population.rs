@@ -54,7 +54,8 @@ pub struct Population {
 }
 
 /// Loan timestamps lie within the 90 days before this fixed instant
-/// (2026-01-15T05:00:00Z), so that the data do not depend on when they were made.
+/// (2026-01-15T05:00:00Z), at midnight UTC, so that the data do not depend on
+/// when they were made.
 const TIMESTAMP_BASE: i64 = 1_768_453_200;
 
 /// Generates `persons` distinct synthetic persons and their loans across `lenders`.
@@ -230,7 +231,10 @@ fn random_loan(rng: &mut StdRng, account_id: String) -> Loan {
         85..93 => 1,
         _ => 2,
     };
-    let ts = OffsetDateTime::from_unix_timestamp(TIMESTAMP_BASE - rng.random_range(0..90 * 86_400))
+    // Midnight UTC: the form a redacted answer shows a timestamp in is then
+    // the same as the unredacted one, so tests can expect one list of loans.
+    let ts = TIMESTAMP_BASE - rng.random_range(0..90 * 86_400);
+    let ts = OffsetDateTime::from_unix_timestamp(ts - ts.rem_euclid(86_400))
         .expect("timestamp in range")
         .format(&Rfc3339)
         .expect("RFC 3339 formats any UTC time");

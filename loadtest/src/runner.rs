@@ -30,6 +30,10 @@ use crate::sim::{self, SimHandle};
 use crate::targets::{self, Broker, Direct};
 use crate::workload;
 
+/// The client token's lifetime: longer than any run, and what the broker's
+/// config then allows (`[auth] max_token_lifetime_secs`).
+const TOKEN_TTL_SECS: u64 = 86_400;
+
 /// The dev JWKS the broker trusts for `gjeldsbro dev-token` tokens.
 const DEV_JWKS: &str = include_str!("../../config/dev-jwks.json");
 const ISSUER: &str = "https://maskinporten.example";
@@ -151,9 +155,11 @@ pub fn broker_config(
     let mut out = format!(
         "# Written by the Gjeldsbro load generator for scenario {name:?}.\n\
          listen = \"{listen}\"\n\
-         accept_synthetic_ids = true\n\n\
+         accept_synthetic_ids = true\n\
+         dev_mode = true\n\n\
          [store]\nurl = \"sqlite://{db}\"\n\n\
-         [auth]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\njwks_file = \"{jwks}\"\n\n\
+         [auth]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\njwks_file = \"{jwks}\"\n\
+         max_token_lifetime_secs = {TOKEN_TTL_SECS}\n\n\
          [cache]\nttl_ms = {ttl}\n\n",
         name = scenario.name,
         db = db.display(),
@@ -270,7 +276,7 @@ async fn start_broker(
             "--scope",
             "debt.search",
             "--ttl-secs",
-            "86400",
+            &TOKEN_TTL_SECS.to_string(),
         ],
     )
     .await?
@@ -680,6 +686,7 @@ breaker_failures = 3
         let v: toml::Value = toml::from_str(&text).expect("valid TOML");
         assert_eq!(v["listen"].as_str(), Some("127.0.0.1:18080"));
         assert_eq!(v["accept_synthetic_ids"].as_bool(), Some(true));
+        assert_eq!(v["dev_mode"].as_bool(), Some(true), "it trusts the dev key");
         assert_eq!(
             v["store"]["url"].as_str(),
             Some("sqlite:///tmp/x/broker.db")

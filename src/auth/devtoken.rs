@@ -13,6 +13,10 @@ use serde::Serialize;
 
 use super::{CONSUMER_AUTHORITY, CONSUMER_ID_PREFIX};
 
+/// The committed dev JWKS (`config/dev-jwks.json`): the public half of the dev
+/// signing key. Outside dev mode the broker refuses a JWKS holding this key.
+pub const DEV_JWKS: &str = include_str!("../../config/dev-jwks.json");
+
 /// The kid of the committed dev key.
 pub const DEV_KID: &str = "gjeldsbro-dev-1";
 /// The `client_id` claim of minted tokens.

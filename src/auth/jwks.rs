@@ -57,6 +57,55 @@ pub(super) fn load(path: &Path) -> Result<HashMap<String, VerifyKey>, AuthSetupE
     Ok(keys)
 }
 
+/// Whether the JWK set in `text` holds any key of `reference` (another JWK
+/// set's text), compared by key material, not by kid or file name: a copy of
+/// the dev key under another kid, or with padding in its base64, is still the
+/// dev key.
+pub(super) fn shares_a_key(text: &[u8], reference: &[u8]) -> Result<bool, String> {
+    let set: JwkSet = serde_json::from_slice(text).map_err(|e| e.to_string())?;
+    let reference: JwkSet = serde_json::from_slice(reference).map_err(|e| e.to_string())?;
+    let known: Vec<Vec<u8>> = reference.keys.iter().filter_map(material).collect();
+    Ok(set
+        .keys
+        .iter()
+        .filter_map(material)
+        .any(|m| known.contains(&m)))
+}
+
+/// A key's public material as bytes: its type, curve and coordinates (EC,
+/// OKP) or modulus and exponent (RSA), each decoded from base64url with
+/// leading zero bytes dropped, so that equal keys compare equal however they
+/// were encoded. `None` for keys without public material we know.
+fn material(jwk: &Jwk) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let decode = |s: &str| -> Option<Vec<u8>> {
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s.trim_end_matches('='))
+            .ok()?;
+        let first = raw.iter().position(|&b| b != 0).unwrap_or(raw.len());
+        Some(raw[first..].to_vec())
+    };
+    let mut out = Vec::new();
+    let mut push = |tag: &str, parts: &[&str]| -> Option<()> {
+        out.extend_from_slice(tag.as_bytes());
+        for p in parts {
+            let bytes = decode(p)?;
+            out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+            out.extend_from_slice(&bytes);
+        }
+        Some(())
+    };
+    match &jwk.algorithm {
+        AlgorithmParameters::EllipticCurve(ec) => {
+            push(&format!("EC {:?}", ec.curve), &[&ec.x, &ec.y])?
+        }
+        AlgorithmParameters::RSA(rsa) => push("RSA", &[&rsa.n, &rsa.e])?,
+        AlgorithmParameters::OctetKeyPair(okp) => push(&format!("OKP {:?}", okp.curve), &[&okp.x])?,
+        _ => return None,
+    }
+    Some(out)
+}
+
 /// The one algorithm a key verifies: its declared `alg` (which must fit the key
 /// type), else the natural one for its type. `Ok(None)`: a key we do not use.
 /// Symmetric keys are refused outright: a JWKS of public keys must not hold one.

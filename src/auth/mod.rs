@@ -116,6 +116,34 @@ pub enum AuthSetupError {
     EmptySetting(&'static str),
     #[error("client org_no {0} appears twice or is not 9 digits")]
     BadClient(String),
+    #[error(
+        "auth.jwks_file {path} trusts the public dev key (config/dev-jwks.json, whose private key is in the repository): point jwks_file at your issuer's JWKS, or set dev_mode = true in a dev, demo or test config"
+    )]
+    DevKey { path: PathBuf },
+}
+
+/// Refuses a JWKS file holding the committed dev key (compared by key
+/// material) unless `dev_mode` is set: anyone can sign tokens for that key.
+pub fn refuse_dev_key(jwks_path: &Path, dev_mode: bool) -> Result<(), AuthSetupError> {
+    if dev_mode {
+        return Ok(());
+    }
+    let text = std::fs::read(jwks_path).map_err(|source| AuthSetupError::ReadJwks {
+        path: jwks_path.to_path_buf(),
+        source,
+    })?;
+    let holds = jwks::shares_a_key(&text, devtoken::DEV_JWKS.as_bytes()).map_err(|message| {
+        AuthSetupError::ParseJwks {
+            path: jwks_path.to_path_buf(),
+            message,
+        }
+    })?;
+    if holds {
+        return Err(AuthSetupError::DevKey {
+            path: jwks_path.to_path_buf(),
+        });
+    }
+    Ok(())
 }
 
 struct Client {
@@ -130,6 +158,8 @@ pub struct Authenticator {
     clients: HashMap<String, Client>,
     policy: IdPolicy,
     leeway_secs: u64,
+    /// `[auth] max_token_lifetime_secs`; 0: no limit.
+    max_lifetime_secs: u64,
     /// Tokens already verified, by their SHA-256, with their `exp`. Clients reuse
     /// a token until it expires, and a signature check is the largest single cost
     /// of a cached lookup (about 40 µs for ES256). Keys and clients are fixed for
@@ -167,6 +197,9 @@ struct Claims {
     /// Required and checked by `jsonwebtoken`; kept for the verified-token cache.
     #[serde(default)]
     exp: u64,
+    /// Issued at: bounds the lifetime (`exp` − `iat`) and must not lie ahead.
+    #[serde(default)]
+    iat: Option<u64>,
     #[serde(default)]
     scope: Option<String>,
     #[serde(default)]
@@ -235,6 +268,7 @@ impl Authenticator {
             clients: by_org,
             policy,
             leeway_secs: auth.leeway_secs,
+            max_lifetime_secs: auth.max_token_lifetime_secs,
             verified: moka::sync::Cache::builder()
                 .max_capacity(VERIFIED_CAPACITY)
                 .time_to_live(VERIFIED_TTL)
@@ -291,6 +325,13 @@ impl Authenticator {
             .ok_or(AuthError::Unauthenticated("unknown key id"))?;
         let data = decode::<Claims>(token, key, validation).map_err(|e| map_jwt_error(e.kind()))?;
         let claims = data.claims;
+        check_lifetime(
+            claims.iat,
+            claims.exp,
+            jsonwebtoken::get_current_timestamp(),
+            self.leeway_secs,
+            self.max_lifetime_secs,
+        )?;
 
         let org_no = match &claims.consumer {
             Some(c) => Some(org_from_consumer(c)?),
@@ -333,6 +374,34 @@ impl Authenticator {
         };
         Ok((caller, claims.exp))
     }
+}
+
+/// `iat` and the lifetime it implies, which `jsonwebtoken` does not check: a
+/// token issued in the future (beyond the leeway) or living longer than
+/// `max_lifetime` (0: no limit) is refused, and so, when there is a limit, is a
+/// token without `iat`, whose lifetime cannot be judged. A stolen long-lived
+/// token would otherwise stay good for as long as its issuer wrote.
+fn check_lifetime(
+    iat: Option<u64>,
+    exp: u64,
+    now: u64,
+    leeway: u64,
+    max_lifetime: u64,
+) -> Result<(), AuthError> {
+    let Some(iat) = iat else {
+        if max_lifetime > 0 {
+            return Err(AuthError::Unauthenticated("token lacks iat"));
+        }
+        return Ok(());
+    };
+    if iat > now.saturating_add(leeway) {
+        return Err(AuthError::Unauthenticated("token issued in the future"));
+    }
+    // An exp before iat is a lifetime of 0: jsonwebtoken has judged exp.
+    if max_lifetime > 0 && exp.saturating_sub(iat) > max_lifetime {
+        return Err(AuthError::Unauthenticated("token lifetime too long"));
+    }
+    Ok(())
 }
 
 /// Extracts the token from `Bearer <token>` (scheme case-insensitive, RFC 7235).

@@ -39,6 +39,7 @@ fn auth_config(jwks: &Path) -> AuthConfig {
         audience: AUD.into(),
         jwks_file: jwks.to_path_buf(),
         leeway_secs: 30,
+        max_token_lifetime_secs: 3600,
     }
 }
 
@@ -113,7 +114,7 @@ fn synthetic_person_id() -> String {
 }
 
 fn person_claims(pid: &str) -> Value {
-    json!({"iss": ISS, "aud": AUD, "exp": now() + 120, "pid": pid, "scope": "openid"})
+    json!({"iss": ISS, "aud": AUD, "iat": now(), "exp": now() + 120, "pid": pid, "scope": "openid"})
 }
 
 fn sign(key: &EncodingKey, alg: Algorithm, kid: Option<&str>, claims: &Value) -> String {
@@ -317,6 +318,79 @@ fn expiry_and_not_before_are_checked_with_leeway() {
     assert_401_because(check(&a, &es256(&future)), "token not yet valid");
     let nbf_ok = with(org_claims(BANK), "nbf", json!(now() + 10));
     assert!(check(&a, &es256(&nbf_ok)).is_ok());
+}
+
+#[test]
+fn issued_at_and_lifetime_are_checked() {
+    let a = authenticator();
+    let year = 365 * 86_400;
+    let centuries = with(org_claims(BANK), "exp", json!(now() + 260 * year));
+    assert_401_because(check(&a, &es256(&centuries)), "token lifetime too long");
+    let just_over = with(org_claims(BANK), "exp", json!(now() + 3601));
+    assert_401_because(check(&a, &es256(&just_over)), "token lifetime too long");
+    let an_hour = with(org_claims(BANK), "exp", json!(now() + 3600));
+    assert!(check(&a, &es256(&an_hour)).is_ok());
+    // An iat ahead of the clock beyond the leeway, whatever exp says.
+    let ahead = with(
+        with(org_claims(BANK), "iat", json!(now() + 3 * year)),
+        "exp",
+        json!(now() + 3 * year + 60),
+    );
+    assert_401_because(check(&a, &es256(&ahead)), "token issued in the future");
+    let skewed = with(org_claims(BANK), "iat", json!(now() + 10));
+    assert!(check(&a, &es256(&skewed)).is_ok(), "within the leeway");
+    // Without iat the lifetime cannot be judged: refused while there is a limit.
+    let no_iat = without(org_claims(BANK), "iat");
+    assert_401_because(check(&a, &es256(&no_iat)), "token lacks iat");
+    let bad_iat = with(org_claims(BANK), "iat", json!("yesterday"));
+    assert_401(check(&a, &es256(&bad_iat)), "string iat");
+
+    // max_token_lifetime_secs = 0: no limit, and iat may be absent; a future
+    // iat is still refused.
+    let jwks = fixture("jwks.json");
+    let mut config = auth_config(&jwks);
+    config.max_token_lifetime_secs = 0;
+    let unlimited =
+        Authenticator::new(&config, &jwks, &clients(), IdPolicy::STRICT).expect("builds");
+    assert!(check(&unlimited, &es256(&centuries)).is_ok());
+    assert!(check(&unlimited, &es256(&no_iat)).is_ok());
+    assert_401_because(
+        check(&unlimited, &es256(&ahead)),
+        "token issued in the future",
+    );
+}
+
+#[test]
+fn the_dev_key_is_found_by_its_material() {
+    let dev = devtoken::DEV_JWKS.as_bytes();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dev_path = root().join("config/dev-jwks.json");
+    assert!(matches!(
+        refuse_dev_key(&dev_path, false),
+        Err(AuthSetupError::DevKey { .. })
+    ));
+    assert!(refuse_dev_key(&dev_path, true).is_ok(), "dev mode");
+    let message = refuse_dev_key(&dev_path, false).unwrap_err().to_string();
+    assert!(
+        !message.contains('\n') && message.contains("dev_mode"),
+        "{message}"
+    );
+    // Under another kid, beside another key, with base64 padding: still it.
+    let mut set: Value = serde_json::from_slice(dev).expect("dev jwks");
+    let mut key = set["keys"][0].clone();
+    key["kid"] = json!("innocent-looking-kid");
+    key["x"] = json!(format!("{}=", key["x"].as_str().expect("x")));
+    let fixture_set: Value = serde_json::from_slice(&read(&fixture("jwks.json"))).expect("jwks");
+    let mut keys = fixture_set["keys"].as_array().expect("keys").clone();
+    keys.push(key);
+    set["keys"] = json!(keys);
+    let path = write_jwks(&dir, &set);
+    assert!(matches!(
+        refuse_dev_key(&path, false),
+        Err(AuthSetupError::DevKey { .. })
+    ));
+    // Another key set is fine.
+    assert!(refuse_dev_key(&fixture("jwks.json"), false).is_ok());
 }
 
 #[test]

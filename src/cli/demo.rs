@@ -89,9 +89,12 @@ pub fn demo_config(data_dir: &Path, listen: SocketAddr, lender_urls: &[String]) 
     let mut out = format!(
         "# Written by `gjeldsbro demo`. Dev only: trusts the committed dev key.\n\
          listen = \"{listen}\"\n\
-         accept_synthetic_ids = true\n\n\
+         accept_synthetic_ids = true\n\
+         dev_mode = true\n\n\
          [store]\nurl = \"sqlite://{db}\"\n\n\
-         [auth]\nissuer = \"{DEMO_ISSUER}\"\naudience = \"{DEMO_AUDIENCE}\"\njwks_file = \"{jwks}\"\n\n\
+         [auth]\nissuer = \"{DEMO_ISSUER}\"\naudience = \"{DEMO_AUDIENCE}\"\njwks_file = \"{jwks}\"\n\
+         # The tokens printed at start last a working day.\n\
+         max_token_lifetime_secs = 28800\n\n\
          [population_register]\nkind = \"synthetic\"\n\n\
          [[clients]]\norg_no = \"{DEMO_BANK}\"\nname = \"Demo Bank ASA\"\nroles = [\"financial_institution\"]\n\n\
          [[clients]]\norg_no = \"910000002\"\nname = \"Demo Kredittopplysning AS\"\nroles = [\"credit_bureau\"]\n\n\

@@ -70,7 +70,7 @@ pub async fn pull(config_path: &Path, lender_id: &str) -> Result<IngestReport, C
     let store = store::open(&config.store.url).await?;
     let lenders = Arc::new(Lenders::from_config(&config)?);
     let ingestor = Ingestor::new(store, lenders, None, config.id_policy());
-    let client = reqwest::Client::builder()
+    let client = gjeldsbro_adapter::http::client_builder()
         .connect_timeout(std::time::Duration::from_secs(10))
         .user_agent(concat!("gjeldsbro/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -96,6 +96,28 @@ pub struct DevTokenArgs {
     pub scopes: Vec<String>,
     pub pid: Option<String>,
     pub ttl_secs: u64,
+}
+
+/// Whether `gjeldsbro dev-token` may mint for `config`: only for a config that
+/// says it is a dev one (`dev_mode = true`; a production broker refuses the dev
+/// key anyway, and the command must not hint otherwise), and only a token that
+/// config's broker would accept (`[auth] max_token_lifetime_secs`).
+pub fn dev_token_allowed(config: &Config, ttl_secs: u64) -> Result<(), CliError> {
+    if !config.dev_mode {
+        return Err(CliError::Message(
+            "dev-token mints only for configs with dev_mode = true (dev, demo and tests)".into(),
+        ));
+    }
+    let max = config.auth.max_token_lifetime_secs;
+    if max > 0 && ttl_secs > max {
+        return Err(CliError::Message(format!(
+            "--ttl-secs {ttl_secs} is longer than the config's [auth] max_token_lifetime_secs = {max}"
+        )));
+    }
+    if ttl_secs == 0 {
+        return Err(CliError::Message("--ttl-secs must be > 0".into()));
+    }
+    Ok(())
 }
 
 /// Mints a token signed with the dev key (trusted only by dev and demo configs).

@@ -150,7 +150,10 @@ impl DatasetParser {
     pub fn new(org_no: &str, policy: IdPolicy, require_provider: bool) -> Self {
         DatasetParser {
             org_no: org_no.to_owned(),
-            received_at: crate::time::now_rfc3339(),
+            // To the second: a row's age needs no more, and a delivery
+            // instant to the nanosecond would be the same telltale on every
+            // row of the lender.
+            received_at: crate::time::now_utc_seconds(),
             policy,
             require_provider,
             include_closed: false,

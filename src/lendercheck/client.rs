@@ -58,7 +58,7 @@ impl LenderClient {
         tls: &LenderTlsFiles,
         timeout: Duration,
     ) -> Result<Self, LenderCheckError> {
-        let builder = crate::tls::lender::configure(reqwest::Client::builder(), tls)
+        let builder = crate::tls::lender::configure(gjeldsbro_adapter::http::client_builder(), tls)
             .map_err(|e| LenderCheckError::Client(e.to_string()))?;
         let client = builder
             .connect_timeout(Duration::from_secs(5))

@@ -100,7 +100,9 @@ impl Lender {
             name: name.into(),
             timeout,
             base_url: String::new(),
-            client: reqwest::Client::new(),
+            client: gjeldsbro_adapter::http::client_builder()
+                .build()
+                .unwrap_or_default(),
             pull_at: None,
             calls: Calls::new(
                 adapter.clone(),
@@ -263,7 +265,9 @@ fn build_client(
     lc: &LenderConfig,
     tls: &crate::tls::lender::LenderTlsFiles,
 ) -> Result<reqwest::Client, LenderSetupError> {
-    let builder = reqwest::Client::builder();
+    // No redirects: a lender's 3xx is its failure, never followed with the
+    // person's id (see `gjeldsbro_adapter::http::client_builder`).
+    let builder = gjeldsbro_adapter::http::client_builder();
     // The broker's client certificate and the lender's CAs (mTLS), if configured.
     let builder =
         crate::tls::lender::configure(builder, tls).map_err(|e| LenderSetupError::Client {
@@ -341,6 +345,7 @@ fn build_adapter(
         max_answer_bytes: config.max_lender_answer_bytes,
         settings: &settings,
         resolve: &resolve,
+        allow_plain_http: config.dev_mode,
     };
     construct(&setup, client).map_err(|source| LenderSetupError::Adapter {
         id: lc.id.clone(),
@@ -355,7 +360,7 @@ mod tests {
 
     fn config(lender: &str) -> Config {
         let text = format!(
-            "listen = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite::memory:\"\n\
+            "listen = \"127.0.0.1:0\"\ndev_mode = true\n[store]\nurl = \"sqlite::memory:\"\n\
              [auth]\nissuer = \"i\"\naudience = \"a\"\njwks_file = \"config/dev-jwks.json\"\n\
              [[lenders]]\nid = \"x\"\norg_no = \"920000001\"\nname = \"X\"\n\
              base_url = \"http://127.0.0.1:1\"\n{lender}"
@@ -393,6 +398,31 @@ mod tests {
             assert_eq!(l.kind, kind);
             assert_eq!(l.adapter.kind(), kind);
         }
+    }
+
+    #[test]
+    fn token_endpoints_must_be_https_outside_dev_mode() {
+        let text = |dev: bool, token_url: &str| {
+            format!(
+                "listen = \"127.0.0.1:0\"\ndev_mode = {dev}\n[store]\nurl = \"sqlite::memory:\"\n\
+                 [auth]\nissuer = \"i\"\naudience = \"a\"\njwks_file = \"j\"\n\
+                 [[lenders]]\nid = \"x\"\norg_no = \"920000001\"\nname = \"X\"\n\
+                 base_url = \"https://saldo.example\"\nadapter = \"student-loans\"\n\
+                 [lenders.settings]\ntoken_url = \"{token_url}\"\n\
+                 token_audience = \"a\"\nclient_id = \"c\"\nscope = \"s\"\n\
+                 key_file = \"{}/config/dev-maskinporten-client-key.pem\"\nkid = \"k\"\napi_key = \"k\"\n",
+                env!("CARGO_MANIFEST_DIR")
+            )
+        };
+        let build =
+            |dev, url| Lenders::from_config(&Config::parse(&text(dev, url)).expect("config"));
+        match build(false, "http://t/token") {
+            Ok(_) => panic!("http token endpoint accepted outside dev mode"),
+            Err(e) => assert!(e.to_string().contains("token_url"), "{e}"),
+        }
+        assert!(build(false, "https://t/token").is_ok());
+        assert!(build(true, "http://t/token").is_ok());
+        assert!(build(true, "file:///etc/passwd").is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Merging the lenders' answers for one person into one list in canonical order.
 
 use gjeldsbro_adapter::Loan;
+use gjeldsbro_adapter::timestamp::{Precision, normalise};
 
 use super::{PersonDebt, Source};
 use crate::index::LenderIdx;
@@ -26,7 +27,9 @@ pub struct MergedDebt {
 
 /// Merges: closed loans (all outstanding amounts 0) are dropped, open ones put in
 /// canonical order (type, then amounts, never lender or arrival order), and one
-/// `None` entry per lender that could not answer at the end.
+/// `None` entry per lender that could not answer at the end. Timestamps are
+/// rewritten to UTC seconds first (see [`utc_timestamp`]), so neither the order
+/// nor anything later sees a lender's own way of writing them.
 pub fn merge(person: &PersonDebt) -> MergedDebt {
     let mut entries = Vec::new();
     let mut missing_lenders = Vec::new();
@@ -39,7 +42,7 @@ pub fn merge(person: &PersonDebt) -> MergedDebt {
                 entries.extend(answer.loans.iter().filter(|l| !l.is_closed()).map(|l| {
                     MergedEntry {
                         lender: answer.lender,
-                        loan: Some(l.canonical()),
+                        loan: Some(utc_timestamp(l.canonical())),
                     }
                 }));
             }
@@ -61,4 +64,15 @@ pub fn merge(person: &PersonDebt) -> MergedDebt {
         answered,
         missing,
     }
+}
+
+/// The loan with its timestamp as UTC to the second. Adapters and ingest let
+/// only RFC 3339 through; a stored row from before that rule that is not one
+/// loses its timestamp rather than showing the lender's text.
+fn utc_timestamp(mut loan: Loan) -> Loan {
+    loan.timestamp = loan
+        .timestamp
+        .as_deref()
+        .and_then(|t| normalise(t, Precision::Second));
+    loan
 }

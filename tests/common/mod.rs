@@ -216,7 +216,7 @@ impl Fixture {
     pub fn config_text(&self, listen: &str, accept_synthetic: bool) -> String {
         let jwks = manifest_path("config/dev-jwks.json");
         let mut out = format!(
-            "listen = \"{listen}\"\naccept_synthetic_ids = {accept_synthetic}\n\n\
+            "listen = \"{listen}\"\naccept_synthetic_ids = {accept_synthetic}\ndev_mode = true\n\n\
              [store]\nurl = \"sqlite://{db}\"\n\n\
              [auth]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\njwks_file = \"{jwks}\"\n\n\
              [[clients]]\norg_no = \"{FI}\"\nname = \"Itest Bank ASA\"\nroles = [\"financial_institution\"]\n\n\

@@ -69,7 +69,7 @@ pub struct ApiDebtFi {
 impl ApiDebtFi {
     /// Builds the adapter with its own pooled keep-alive client.
     pub fn new(config: ApiDebtFiConfig) -> Result<Self, AdapterError> {
-        let client = reqwest::Client::builder()
+        let client = gjeldsbro_adapter::http::client_builder()
             .connect_timeout(config.connect_timeout)
             .pool_max_idle_per_host(config.pool_max_idle)
             .pool_idle_timeout(Duration::from_secs(90))
@@ -184,6 +184,12 @@ mod tests {
             {"type":"chargeCard","accountID":"A","coBorrower":0,"interestBearingBalance":-1,"nonInterestBearingBalance":2}]}"#;
         assert!(matches!(
             parse_answer(negative, NIN, "920000001"),
+            Err(AdapterError::Malformed(_))
+        ));
+        let markup = br#"{"customerID":"01017012345","financialInstitutionID":"920000001","loans":[
+            {"type":"chargeCard","accountID":"A","timestamp":"<b>x</b>","coBorrower":0,"interestBearingBalance":1,"nonInterestBearingBalance":2}]}"#;
+        assert!(matches!(
+            parse_answer(markup, NIN, "920000001"),
             Err(AdapterError::Malformed(_))
         ));
         let student = br#"{"customerID":"01017012345","financialInstitutionID":"920000001","loans":[

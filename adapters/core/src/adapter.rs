@@ -89,9 +89,34 @@ pub struct LenderSetup<'a> {
     pub settings: &'a serde_json::Value,
     /// Resolves a path from the config (key files) the way the broker does.
     pub resolve: &'a dyn Fn(&Path) -> PathBuf,
+    /// Plain `http://` URLs in the settings are allowed: the broker's
+    /// `dev_mode` (simulators on a dev machine). Otherwise every URL an
+    /// adapter reads from its settings must pass [`LenderSetup::check_url`].
+    pub allow_plain_http: bool,
 }
 
 impl LenderSetup<'_> {
+    /// Refuses a URL from the settings (`key` names it in the error) that is
+    /// not `https://`, unless plain HTTP is allowed: what goes there (a signed
+    /// client assertion, a national id) must not cross the network in clear.
+    pub fn check_url(&self, key: &str, url: &str) -> Result<(), SetupError> {
+        let https = url
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+            && url.len() > 8;
+        let http = url
+            .get(..7)
+            .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+            && url.len() > 7;
+        if https || (http && self.allow_plain_http) {
+            Ok(())
+        } else {
+            Err(SetupError::Settings(format!(
+                "{key} must be an https:// URL (http:// only with dev_mode = true)"
+            )))
+        }
+    }
+
     /// The settings table as the protocol's own type. Unknown keys are the
     /// protocol's business (use `deny_unknown_fields` to refuse them).
     pub fn settings<T: serde::de::DeserializeOwned>(&self) -> Result<T, SetupError> {

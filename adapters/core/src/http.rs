@@ -1,8 +1,20 @@
 //! What every HTTP adapter does with reqwest in the same way (feature `http`):
-//! turning a transport error into an [`AdapterError`] whose text names neither
-//! the host nor the person, and reading an answer body no larger than a cap.
+//! building a client that follows no redirects, turning a transport error into
+//! an [`AdapterError`] whose text names neither the host nor the person, and
+//! reading an answer body no larger than a cap.
 
 use crate::{AdapterError, scrub};
+
+/// The start of every client that talks to a lender (calls, pulls, token
+/// endpoints, checks): reqwest's builder with redirects turned off. reqwest
+/// follows up to ten by default, re-sending the request's headers, and a lender
+/// call carries the person's national id in one: a lender answering `302`/`307`
+/// to another address would have the broker send it there. With this policy a
+/// `3xx` comes back as the answer, which every caller treats as a bad status:
+/// the lender's failure.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none())
+}
 
 /// A transport failure as an adapter error. The text starts with `what` (the
 /// endpoint, e.g. "lender" or "token endpoint") instead of the URL, which names

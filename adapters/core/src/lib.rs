@@ -11,6 +11,7 @@ pub mod http;
 pub mod kind;
 pub mod loan;
 pub mod nin;
+pub mod timestamp;
 pub mod wire;
 
 pub use adapter::{AdapterError, CustomerQuery, LenderAdapter, LenderSetup, SetupError};

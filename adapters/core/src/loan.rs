@@ -183,6 +183,10 @@ pub enum LoanRule {
     MissingAccountId,
     #[error("type is not one this lender may deliver")]
     WrongKind,
+    /// Not an RFC 3339 date-time or date: shown as is it could tell lenders
+    /// apart, or carry markup (see [`crate::timestamp`]).
+    #[error("timestamp is not an RFC 3339 date-time")]
+    BadTimestamp,
 }
 
 impl LoanRule {
@@ -195,6 +199,7 @@ impl LoanRule {
             LoanRule::MissingField(_) => "missing_field",
             LoanRule::MissingAccountId => "missing_account_id",
             LoanRule::WrongKind => "wrong_kind",
+            LoanRule::BadTimestamp => "bad_timestamp",
         }
     }
 }
@@ -275,7 +280,8 @@ impl Loan {
 
     /// Checks the register's rules: `coBorrower` set (0-2), every amount ≥ 0, an
     /// `accountID`, and the outstanding amounts of the type present (without them a
-    /// loan cannot be judged open or closed). The other sources' types have no
+    /// loan cannot be judged open or closed), and a `timestamp`, when there is
+    /// one, in RFC 3339. The other sources' types have no
     /// co-borrowers (the field may be absent), and a collection case needs a status.
     /// Whether a lender may deliver a type at all is [`Loan::validate_for`].
     pub fn validate(&self) -> Result<(), LoanRule> {
@@ -303,6 +309,13 @@ impl Loan {
         }
         if self.loan_type == LoanType::CollectionCase && self.status.is_none() {
             return Err(LoanRule::MissingField("status"));
+        }
+        if self
+            .timestamp
+            .as_deref()
+            .is_some_and(|t| !crate::timestamp::is_valid(t))
+        {
+            return Err(LoanRule::BadTimestamp);
         }
         Ok(())
     }
@@ -454,6 +467,11 @@ mod tests {
         let mut l = repayment(1);
         l.account_id = Some(" ".into());
         assert_eq!(l.validate(), Err(LoanRule::MissingAccountId));
+        let mut l = repayment(1);
+        l.timestamp = Some("<b>x</b>".into());
+        assert_eq!(l.validate(), Err(LoanRule::BadTimestamp));
+        l.timestamp = Some("2026-01-15T06:00:00.123+01:00".into());
+        assert_eq!(l.validate(), Ok(()));
     }
 
     #[test]

@@ -52,6 +52,7 @@ fn build(
         max_answer_bytes: 64 * 1024,
         settings,
         resolve: &resolve,
+        allow_plain_http: true,
     };
     gjeldsbro_debt_collection::from_setup(&setup, reqwest::Client::new())
 }

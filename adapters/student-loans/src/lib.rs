@@ -75,6 +75,7 @@ pub fn from_setup(
     client: reqwest::Client,
 ) -> Result<Arc<dyn LenderAdapter>, SetupError> {
     let settings: Settings = setup.settings()?;
+    setup.check_url("token_url", &settings.token_url)?;
     let path = (setup.resolve)(&settings.key_file);
     let pem = std::fs::read(&path).map_err(|e| SetupError::File {
         path: path.clone(),

@@ -68,7 +68,9 @@ pub fn parse_saldo(body: &[u8]) -> Result<Option<Loan>, AdapterError> {
     let mut loan = Loan::new(
         LoanType::StudentLoan,
         Some(ACCOUNT_ID.into()),
-        answer.saldo_dato.filter(|d| is_plain_date(d)),
+        answer
+            .saldo_dato
+            .filter(|d| is_plain_date(d) && gjeldsbro_adapter::timestamp::is_valid(d)),
         None,
     );
     let [principal, interest, fees, costs] = amounts.map(|a| Some(a.unwrap_or(0)));
@@ -180,5 +182,11 @@ mod tests {
     fn a_strange_date_is_dropped_not_shown() {
         let body = br#"{"saldoDato":"<script>","saldo":[{"kontotype":"LAAN","belop":"1"}]}"#;
         assert_eq!(parse_saldo(body).unwrap().unwrap().timestamp, None);
+        let body = br#"{"saldoDato":"2026-02-30","saldo":[{"kontotype":"LAAN","belop":"1"}]}"#;
+        assert_eq!(
+            parse_saldo(body).unwrap().unwrap().timestamp,
+            None,
+            "no such day"
+        );
     }
 }

@@ -85,6 +85,7 @@ fn build(
         max_answer_bytes: 64 * 1024,
         settings,
         resolve: &resolve,
+        allow_plain_http: true,
     };
     gjeldsbro_student_loans::from_setup(&setup, reqwest::Client::new())
 }
