@@ -557,7 +557,7 @@ impl Config {
 
     fn check_embed_and_quota(&self) -> Result<(), ConfigError> {
         let e = &self.embed;
-        if self.embed.audience(&self.auth).trim() == self.auth.audience.trim() {
+        if e.audience(&self.auth).trim() == self.auth.audience.trim() {
             return Err(ConfigError::Invalid(
                 "embed.audience must differ from auth.audience: an API token must never open the \
                  embedded page, nor an embed token the API"
