@@ -57,6 +57,8 @@ pub struct AppState {
     pub hasher: NinHasher,
     /// Per-organisation request quotas.
     pub limits: crate::http::ratelimit::ClientLimits,
+    /// Per-person quotas on the own view and the embedded page.
+    pub person_limits: crate::http::ratelimit::PersonLimits,
     /// Broker-wide load shedding for the API routes.
     pub overload: Arc<crate::http::overload::Overload>,
     pub index_loaded: AtomicBool,
@@ -79,7 +81,8 @@ impl AppState {
         };
         // The committed dev key signs for anyone who has the repository.
         crate::auth::refuse_dev_key(&jwks, config.dev_mode)?;
-        let auth = Authenticator::new(&config.auth, &jwks, &config.clients, config.id_policy())?;
+        let auth = Authenticator::new(&config.auth, &jwks, &config.clients, config.id_policy())?
+            .with_embed_audience(&config.embed.audience(&config.auth))?;
         let store = store::open(&config.store.url).await?;
         let removed = store.clean_up().await?;
         if removed > 0 {
@@ -152,6 +155,7 @@ impl AppState {
             metrics,
             hasher,
             limits: crate::http::ratelimit::ClientLimits::new(&config.clients),
+            person_limits: crate::http::ratelimit::PersonLimits::new(&config.quota),
             overload,
             index_loaded: AtomicBool::new(true),
             changes_from,

@@ -73,6 +73,12 @@ pub struct Config {
     /// What `/readyz` requires beyond a reachable store and a loaded index.
     #[serde(default)]
     pub readiness: ReadinessConfig,
+    /// The embedded page: its token audience and lifetime, its sessions.
+    #[serde(default)]
+    pub embed: EmbedConfig,
+    /// Quotas beyond the per-client ones: persons on `/v1/me/*` and the page.
+    #[serde(default)]
+    pub quota: QuotaConfig,
     /// Where copy letters get names and postal addresses (`gjeldsbro letters`).
     #[serde(default)]
     pub population_register: Option<PopulationRegisterConfig>,
@@ -203,6 +209,69 @@ impl Default for RetentionConfig {
 
 fn default_disclosure_days() -> u32 {
     3650
+}
+
+/// `[embed]`: the embedded page's tokens and sessions (see `crate::embed`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedConfig {
+    /// The audience of embed tokens, the only tokens that open the page
+    /// (default `<auth.audience>/embed`). Must differ from `auth.audience`.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// The longest an embed token may live from when it is posted, in seconds
+    /// (default 300; 10 to 3600).
+    #[serde(default)]
+    pub token_max_lifetime_secs: Option<u64>,
+    /// A page session ends after this long without a request, in seconds
+    /// (default 900).
+    #[serde(default)]
+    pub session_idle_secs: Option<u64>,
+    /// ... and this long after it began, whatever happens (default 3600).
+    #[serde(default)]
+    pub session_max_secs: Option<u64>,
+}
+
+impl EmbedConfig {
+    pub fn audience(&self, auth: &AuthConfig) -> String {
+        self.audience
+            .clone()
+            .unwrap_or_else(|| crate::auth::embed::default_audience(&auth.audience))
+    }
+    pub fn token_max_lifetime_secs(&self) -> u64 {
+        self.token_max_lifetime_secs
+            .unwrap_or(crate::auth::embed::DEFAULT_MAX_LIFETIME_SECS)
+    }
+    pub fn session_idle_secs(&self) -> u64 {
+        self.session_idle_secs.unwrap_or(15 * 60)
+    }
+    pub fn session_max_secs(&self) -> u64 {
+        self.session_max_secs.unwrap_or(60 * 60)
+    }
+}
+
+/// `[quota]`: quotas for persons, each counted by the keyed hash of the
+/// person's id (never the id itself), per broker instance.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaConfig {
+    /// Sustained requests per second of one person on `/v1/me/*` and the
+    /// embedded page (default 1).
+    #[serde(default)]
+    pub person_requests_per_second: Option<u32>,
+    /// How many requests a person may make at once before the rate applies
+    /// (default 20).
+    #[serde(default)]
+    pub person_burst: Option<u32>,
+}
+
+impl QuotaConfig {
+    pub fn person_requests_per_second(&self) -> u32 {
+        self.person_requests_per_second.unwrap_or(1)
+    }
+    pub fn person_burst(&self) -> u32 {
+        self.person_burst.unwrap_or(20)
+    }
 }
 
 /// The least `disclosure_days` accepted.
@@ -503,7 +572,40 @@ impl Config {
         {
             return Err(ConfigError::Invalid("size limits must be > 0".into()));
         }
+        self.check_embed_and_quota()?;
         crate::tls::config::check(self)?;
+        Ok(())
+    }
+
+    fn check_embed_and_quota(&self) -> Result<(), ConfigError> {
+        let e = &self.embed;
+        if e.audience(&self.auth).trim() == self.auth.audience.trim() {
+            return Err(ConfigError::Invalid(
+                "embed.audience must differ from auth.audience: an API token must never open the \
+                 embedded page, nor an embed token the API"
+                    .into(),
+            ));
+        }
+        if !(10..=3600).contains(&e.token_max_lifetime_secs()) {
+            return Err(ConfigError::Invalid(
+                "embed.token_max_lifetime_secs must be 10 to 3600".into(),
+            ));
+        }
+        if e.session_idle_secs() < 60 || e.session_max_secs() < e.session_idle_secs() {
+            return Err(ConfigError::Invalid(
+                "embed.session_idle_secs must be at least 60 and at most session_max_secs".into(),
+            ));
+        }
+        if e.session_max_secs() > 12 * 3600 {
+            return Err(ConfigError::Invalid(
+                "embed.session_max_secs must be at most 43200 (12 hours)".into(),
+            ));
+        }
+        if self.quota.person_requests_per_second() == 0 || self.quota.person_burst() == 0 {
+            return Err(ConfigError::Invalid(
+                "quota.person_requests_per_second and quota.person_burst must be > 0".into(),
+            ));
+        }
         Ok(())
     }
 

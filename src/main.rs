@@ -153,6 +153,11 @@ enum Command {
         /// The PEM private key (default: the committed dev key).
         #[arg(long)]
         key: Option<PathBuf>,
+        /// An embed token for --pid instead: the embedded page's audience and
+        /// scope, opens one session of the page and works nowhere else
+        /// (--ttl-secs capped at [embed] token_max_lifetime_secs, default 300).
+        #[arg(long)]
+        embed: bool,
     },
 }
 
@@ -348,6 +353,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pid,
             ttl_secs,
             key,
+            embed,
         } => {
             let config = Config::load(&config)
                 .with_context(|| "dev-token needs a config for issuer and audience")?;
@@ -357,6 +363,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("cannot read {}", path.display()))?,
                 None => demo::DEV_SIGNING_KEY.as_bytes().to_vec(),
             };
+            if embed {
+                let (Some(pid), None) = (pid.as_deref(), org.as_deref()) else {
+                    anyhow::bail!("--embed mints a person's embed token: give --pid, not --org");
+                };
+                println!(
+                    "{}",
+                    cli::dev_embed_token(&key_pem, &config, pid, ttl_secs)?
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             let token = cli::dev_token(
                 &key_pem,
                 DevTokenArgs {

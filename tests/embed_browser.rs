@@ -18,8 +18,9 @@ use std::time::Duration;
 
 use axum::response::Html;
 use base64::Engine;
-use common::{Fixture, Options, PARTNER, person_token, token};
+use common::{AUDIENCE, Fixture, ISSUER, Options, PARTNER, person_token, token};
 use futures::{SinkExt, StreamExt};
+use gjeldsbro::auth::devtoken::{self, DevClaims};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
@@ -255,8 +256,26 @@ async fn launch(binary: &str) -> Browser {
     }
 }
 
+/// What the partner posts into the iframe: a fresh embed token for the person
+/// (the embed audience and scope, two minutes, used once).
+fn embed_token(pid: &str) -> String {
+    devtoken::mint(
+        &common::dev_key(),
+        devtoken::DEV_KID,
+        ISSUER,
+        &format!("{AUDIENCE}/embed"),
+        DevClaims {
+            org_no: None,
+            scopes: vec!["gjeldsbro:embed".into()],
+            pid: Some(pid.to_owned()),
+            ttl_secs: 120,
+        },
+    )
+    .expect("mint")
+}
+
 /// The partner's page: starts the person's session in the iframe by posting
-/// the person's token into it (never in a URL).
+/// an embed token for the person into it (never in a URL).
 fn partner_page(broker: &str, person_token: &str) -> String {
     format!(
         r#"<!doctype html><html lang="nb"><head><meta charset="utf-8"><title>Itest Nettbank</title></head>
@@ -274,12 +293,13 @@ fn partner_page(broker: &str, person_token: &str) -> String {
     )
 }
 
-/// Serves `html` at `/` on the given listener.
-fn serve_partner(listener: tokio::net::TcpListener, html: String) {
+/// Serves the partner's page at `/` on the given listener, with a fresh embed
+/// token for `person` on every load (each token opens one session).
+fn serve_partner(listener: tokio::net::TcpListener, broker: String, person: String) {
     let app = axum::Router::new().route(
         "/",
         axum::routing::get(move || {
-            let html = html.clone();
+            let html = partner_page(&broker, &embed_token(&person));
             async move { Html(html) }
         }),
     );
@@ -367,8 +387,8 @@ async fn a_person_reads_the_totals_consents_and_withdraws_in_the_partners_iframe
     let b = fx.broker().await;
     let person = person_with_most_types(&fx);
     let person_tok = person_token(&person);
-    serve_partner(listener, partner_page(&b.url, &person_tok));
-    serve_partner(other_listener, partner_page(&b.url, &person_tok));
+    serve_partner(listener, b.url.clone(), person.clone());
+    serve_partner(other_listener, b.url.clone(), person.clone());
 
     let mut browser = launch(&binary).await;
     let cdp = &mut browser.cdp;
@@ -565,8 +585,55 @@ async fn the_page_sets_its_headers_and_refuses_forged_posts() {
     let person = fx.persons_with_lenders(1)[0].clone();
     let tok = person_token(&person);
     let page = format!("/embed/v1/debt?partner={PARTNER}&ref=abc");
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let start = |body: String| {
+        no_redirect
+            .post(format!("{}/embed/v1/session", b.url))
+            .header("content-type", FORM)
+            .body(body)
+            .send()
+    };
 
-    let r = b.get_as(&page, &tok).await;
+    // The session starts from a posted embed token: a cookie of the broker's
+    // own, and a redirect without either.
+    let r = start(format!(
+        "token={}&partner={PARTNER}&ref=abc",
+        embed_token(&person)
+    ))
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 303);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(
+        location,
+        format!("/embed/v1/debt?partner={PARTNER}&ref=abc")
+    );
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for attr in [
+        "HttpOnly",
+        "Secure",
+        "SameSite=None",
+        "Partitioned",
+        "Path=/embed/",
+    ] {
+        assert!(cookie.contains(attr), "{cookie}");
+    }
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let bad = start(format!("token=not.a.token&partner={PARTNER}"))
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 401);
+
+    let get = |path: String| {
+        no_redirect
+            .get(format!("{}{path}", b.url))
+            .header("cookie", session.clone())
+            .send()
+    };
+    let r = common::Resp::from(get(page.clone()).await.unwrap()).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let csp = r.header("content-security-policy").unwrap();
     assert!(
@@ -587,44 +654,6 @@ async fn the_page_sets_its_headers_and_refuses_forged_posts() {
         .unwrap()
         .to_owned();
 
-    // The session starts from a posted token: a cookie, and a redirect without it.
-    let no_redirect = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let r = no_redirect
-        .post(format!("{}/embed/v1/session", b.url))
-        .header("content-type", FORM)
-        .body(format!("token={tok}&partner={PARTNER}&ref=abc"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303);
-    let location = r.headers()["location"].to_str().unwrap().to_owned();
-    assert_eq!(
-        location,
-        format!("/embed/v1/debt?partner={PARTNER}&ref=abc")
-    );
-    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
-    for attr in [
-        "HttpOnly",
-        "Secure",
-        "SameSite=None",
-        "Partitioned",
-        "Path=/embed/",
-    ] {
-        assert!(cookie.contains(attr), "{cookie}");
-    }
-    let session = cookie.split(';').next().unwrap().to_owned();
-    let bad = no_redirect
-        .post(format!("{}/embed/v1/session", b.url))
-        .header("content-type", FORM)
-        .body(format!("token=not.a.token&partner={PARTNER}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad.status(), 401);
-
     // A post without the right CSRF token is refused and creates nothing.
     let post = |csrf: String| {
         no_redirect
@@ -643,16 +672,32 @@ async fn the_page_sets_its_headers_and_refuses_forged_posts() {
     let mine = b.get_as("/v1/me/consents", &tok).await.json();
     assert_eq!(mine["consents"].as_array().unwrap().len(), 1);
 
-    // Who may be embedded for: a partner with embed origins, and a person token.
-    b.get_as(&format!("/embed/v1/debt?partner={}", common::FI), &tok)
-        .await
-        .assert_error(403);
-    b.get_as("/embed/v1/debt?partner=12", &tok)
-        .await
-        .assert_error(400);
-    b.get_as(&format!("/embed/v1/debt?partner={PARTNER}&ref=a%20b"), &tok)
-        .await
-        .assert_error(400);
+    // Who may be embedded for: a partner with embed origins, opened with an
+    // embed token; the page then serves that partner only.
+    let opened = |partner: &str, r: &str| {
+        start(format!(
+            "token={}&partner={partner}&ref={r}",
+            embed_token(&person)
+        ))
+    };
+    assert_eq!(opened(common::FI, "a").await.unwrap().status(), 403);
+    assert_eq!(opened("12", "a").await.unwrap().status(), 400);
+    assert_eq!(opened(PARTNER, "a%20b").await.unwrap().status(), 400);
+    assert_eq!(
+        get(format!("/embed/v1/debt?partner={PARTNER}&ref=a%20b"))
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        get(format!("/embed/v1/debt?partner={}", common::FI))
+            .await
+            .unwrap()
+            .status(),
+        403,
+        "the session is the partner's it was opened for"
+    );
     b.get(&format!("/embed/v1/debt?partner={PARTNER}"))
         .await
         .assert_error(401);
@@ -661,5 +706,5 @@ async fn the_page_sets_its_headers_and_refuses_forged_posts() {
         &common::fi_token(),
     )
     .await
-    .assert_error(403);
+    .assert_error(401);
 }

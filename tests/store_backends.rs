@@ -1214,6 +1214,106 @@ async fn consent_uses_are_refused_when_foreign_archived_or_ended() {
         );
     }
 }
+/// The embedded page's store (issue 12): each embed token's `jti` is claimed
+/// once, also under concurrency; claims past their end are pruned; sessions
+/// are found by their hash while in force, their idle end moving on but never
+/// past their end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embed_tokens_are_claimed_once_and_sessions_end() {
+    let people = ids(1);
+    for b in backends().await {
+        let s = &b.store;
+        let now = "2026-03-01T10:00:00.000000Z";
+        let claims = futures::future::join_all((0..20).map(|_| {
+            let s = s.clone();
+            async move {
+                s.claim_embed_token("jti-1", "2026-03-01T10:05:00.000000Z", now)
+                    .await
+                    .unwrap()
+            }
+        }))
+        .await;
+        assert_eq!(
+            claims.iter().filter(|won| **won).count(),
+            1,
+            "{}: exactly one claim wins",
+            b.name
+        );
+        // Still claimed before its end; pruned (and so claimable) after it,
+        // when the token itself is no longer accepted anyway.
+        assert!(
+            !s.claim_embed_token(
+                "jti-1",
+                "2026-03-01T10:05:00.000000Z",
+                "2026-03-01T10:04:00.000000Z"
+            )
+            .await
+            .unwrap()
+        );
+        assert!(
+            s.claim_embed_token(
+                "jti-2",
+                "2026-03-01T10:20:00.000000Z",
+                "2026-03-01T10:06:00.000000Z"
+            )
+            .await
+            .unwrap()
+        );
+        assert_eq!(b.count("embed_token_claims").await, 1, "{}", b.name);
+
+        let session = gjeldsbro::store::NewEmbedSession {
+            id_hash: "ab".repeat(32),
+            nin: people[0],
+            partner_org: "910000003".into(),
+            created_at: now.into(),
+            idle_until: "2026-03-01T10:15:00.000000Z".into(),
+            ends_at: "2026-03-01T11:00:00.000000Z".into(),
+        };
+        s.create_embed_session(&session).await.unwrap();
+        let touch = |at: &'static str, idle: &'static str| {
+            let s = s.clone();
+            let id = session.id_hash.clone();
+            async move { s.touch_embed_session(&id, at, idle).await.unwrap() }
+        };
+        let found = touch("2026-03-01T10:10:00.000000Z", "2026-03-01T10:25:00.000000Z")
+            .await
+            .expect("in force");
+        assert_eq!(found.nin, people[0], "{}", b.name);
+        assert_eq!(found.partner_org, "910000003");
+        assert_eq!(found.ends_at, "2026-03-01T11:00:00.000000Z");
+        // The idle end moved on to 10:25, so 10:20 is still in force.
+        assert!(
+            touch("2026-03-01T10:20:00.000000Z", "2026-03-01T11:30:00.000000Z")
+                .await
+                .is_some()
+        );
+        // Idle end capped at the end: at 11:00 it is over.
+        assert!(
+            touch("2026-03-01T11:00:00.000000Z", "2026-03-01T11:15:00.000000Z")
+                .await
+                .is_none(),
+            "{}",
+            b.name
+        );
+        assert!(
+            s.touch_embed_session(&"cd".repeat(32), now, now)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // A new session prunes ended ones.
+        let later = gjeldsbro::store::NewEmbedSession {
+            id_hash: "ef".repeat(32),
+            created_at: "2026-03-01T12:00:00.000000Z".into(),
+            idle_until: "2026-03-01T12:15:00.000000Z".into(),
+            ends_at: "2026-03-01T13:00:00.000000Z".into(),
+            ..session.clone()
+        };
+        s.create_embed_session(&later).await.unwrap();
+        assert_eq!(b.count("embed_sessions").await, 1, "{}", b.name);
+    }
+}
+
 fn record_at(reference: &str, at: &str) -> DisclosureRecord {
     DisclosureRecord {
         at: at.to_owned(),

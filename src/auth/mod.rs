@@ -24,6 +24,7 @@ use crate::config::{AuthConfig, ClientConfig, Role, is_org_no};
 
 pub mod cert;
 pub mod devtoken;
+pub mod embed;
 mod jwks;
 #[cfg(test)]
 mod tests;
@@ -120,6 +121,8 @@ pub enum AuthSetupError {
         "auth.jwks_file {path} trusts the public dev key (config/dev-jwks.json, whose private key is in the repository): point jwks_file at your issuer's JWKS, or set dev_mode = true in a dev, demo or test config"
     )]
     DevKey { path: PathBuf },
+    #[error("embed.audience must differ from auth.audience")]
+    EmbedAudience,
 }
 
 /// Refuses a JWKS file holding the committed dev key (compared by key
@@ -165,8 +168,12 @@ pub struct Authenticator {
     /// of a cached lookup (about 40 µs for ES256). Keys and clients are fixed for
     /// the process, so a verified token stays valid until its `exp`, which is
     /// checked again on every hit; the TTL only bounds memory for tokens no
-    /// longer used. Failures are never cached.
+    /// longer used. Failures are never cached. Embed tokens never enter it.
     verified: moka::sync::Cache<[u8; 32], (Caller, u64)>,
+    /// The API's audience and the embedded page's ([`embed`]): a token for one
+    /// is refused by the other.
+    audience: String,
+    embed_audience: String,
 }
 
 /// How many verified tokens are remembered, and for how long at most.
@@ -210,6 +217,10 @@ struct Claims {
     client_id: Option<String>,
     #[serde(default)]
     jti: Option<String>,
+    /// Validated by `jsonwebtoken`; read again to tell an API token from an
+    /// embed token.
+    #[serde(default)]
+    aud: Option<embed::Audiences>,
 }
 
 #[derive(Deserialize)]
@@ -234,12 +245,15 @@ impl Authenticator {
         if auth.audience.trim().is_empty() {
             return Err(AuthSetupError::EmptySetting("audience"));
         }
+        let embed_audience = embed::default_audience(&auth.audience);
         let keys = jwks::load(jwks_path)?
             .into_iter()
             .map(|(kid, k)| {
                 let mut v = Validation::new(k.alg);
                 v.set_issuer(&[&auth.issuer]);
-                v.set_audience(&[&auth.audience]);
+                // Either audience passes here; `verify` then refuses a token
+                // used where its audience does not belong.
+                v.set_audience(&[&auth.audience, &embed_audience]);
                 v.set_required_spec_claims(&["exp", "iss", "aud"]);
                 v.validate_exp = true;
                 v.validate_nbf = true;
@@ -273,6 +287,8 @@ impl Authenticator {
                 .max_capacity(VERIFIED_CAPACITY)
                 .time_to_live(VERIFIED_TTL)
                 .build(),
+            audience: auth.audience.clone(),
+            embed_audience,
         })
     }
 
@@ -302,13 +318,15 @@ impl Authenticator {
             self.verified.invalidate(&digest);
             return Err(AuthError::Unauthenticated("token expired"));
         }
-        let (caller, exp) = self.verify(token)?;
+        let (caller, exp) = self.verify(token, embed::TokenUse::Api)?;
         self.verified.insert(digest, (caller.clone(), exp));
         Ok(caller)
     }
 
-    /// The full check of a token not seen before: signature, claims, client.
-    fn verify(&self, token: &str) -> Result<(Caller, u64), AuthError> {
+    /// The full check of a token not seen before: signature, claims, client,
+    /// and that the token is meant for `usage` (an embed token opens the
+    /// embedded page and nothing else).
+    fn verify(&self, token: &str, usage: embed::TokenUse) -> Result<(Caller, u64), AuthError> {
         let jwt_header =
             decode_header(token).map_err(|_| AuthError::Unauthenticated("malformed token"))?;
         if jwt_header.crit.is_some() {
@@ -332,6 +350,7 @@ impl Authenticator {
             self.leeway_secs,
             self.max_lifetime_secs,
         )?;
+        self.check_use(&claims, usage)?;
 
         let org_no = match &claims.consumer {
             Some(c) => Some(org_from_consumer(c)?),

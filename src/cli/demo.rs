@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use gjeldsbro_loadtest::population::{LenderSpec, Population, generate};
 use gjeldsbro_loadtest::sim::{self, Behaviour, SimHandle};
 
-use super::{CliError, DevTokenArgs, dev_token};
+use super::{CliError, DevTokenArgs, dev_embed_token, dev_token};
 use crate::app::{AppState, bind, serve, shutdown_signal};
 use crate::config::Config;
 
@@ -46,16 +46,17 @@ pub fn partner_page_addr(listen: SocketAddr) -> SocketAddr {
     SocketAddr::new(listen.ip(), listen.port().wrapping_add(1))
 }
 
-/// The demo partner's page: it posts the person's token once into the iframe
-/// (`POST /embed/v1/session`), as a partner's net bank would after the person
-/// logged in; the token never goes into a URL.
-fn partner_page_html(broker: &str, person_token: &str) -> String {
+/// The demo partner's page: it posts an embed token for the person once into
+/// the iframe (`POST /embed/v1/session`), as a partner's net bank would after
+/// the person logged in; the token never goes into a URL, and a fresh one is
+/// minted for every load (each opens one session and works nowhere else).
+fn partner_page_html(broker: &str, embed_token: &str) -> String {
     format!(
         r#"<!doctype html><html lang="nb"><head><meta charset="utf-8"><title>Demo Nettbank</title></head>
 <body style="margin:0;font-family:sans-serif;background:#eef2f7">
 <header style="background:#0b3d91;color:#fff;padding:12px 20px;font-size:18px">Demo Nettbank – Min økonomi (syntetiske data)</header>
 <form id="start" method="post" action="{broker}/embed/v1/session" target="gjeld">
-<input type="hidden" name="token" value="{person_token}">
+<input type="hidden" name="token" value="{embed_token}">
 <input type="hidden" name="partner" value="{DEMO_PARTNER}">
 <input type="hidden" name="ref" value="demo-session">
 </form>
@@ -65,16 +66,20 @@ fn partner_page_html(broker: &str, person_token: &str) -> String {
     )
 }
 
-/// Serves the partner's page until the process ends.
-async fn serve_partner_page(addr: SocketAddr, html: String) -> Result<(), CliError> {
+/// Serves the partner's page until the process ends; `html` makes it afresh
+/// for each load.
+async fn serve_partner_page(
+    addr: SocketAddr,
+    html: impl Fn() -> String + Clone + Send + Sync + 'static,
+) -> Result<(), CliError> {
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         CliError::Message(format!("cannot serve the demo partner page on {addr}: {e}"))
     })?;
     let app = axum::Router::new().route(
         "/",
         axum::routing::get(move || {
-            let html = html.clone();
-            async move { axum::response::Html(html) }
+            let page = html();
+            async move { axum::response::Html(page) }
         }),
     );
     tokio::spawn(async move {
@@ -203,10 +208,21 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
             ttl_secs: 8 * 3600,
         },
     )?;
-    serve_partner_page(
-        partner_page_addr(args.listen),
-        partner_page_html(&format!("http://{}", state.config.listen), &person_token),
-    )
+    let (broker_url, config, page_person) = (
+        format!("http://{}", state.config.listen),
+        std::sync::Arc::new(state.config.clone()),
+        person.clone(),
+    );
+    serve_partner_page(partner_page_addr(args.listen), move || {
+        // A token that cannot be minted leaves the frame empty; the log says why.
+        match dev_embed_token(DEV_SIGNING_KEY.as_bytes(), &config, &page_person, 120) {
+            Ok(t) => partner_page_html(&broker_url, &t),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot mint the demo's embed token");
+                partner_page_html(&broker_url, "")
+            }
+        }
+    })
     .await?;
     print_banner(
         &state.config,
@@ -333,6 +349,13 @@ fn print_banner(
     println!();
     println!(
         "Other tokens: cargo run -- dev-token --config {} --org 910000002 --scope debt.search",
+        config_path.display()
+    );
+    println!(
+        "An embed token (what the partner posts into the iframe; one session, 5 minutes, nothing else):"
+    );
+    println!(
+        "  cargo run -- dev-token --config {} --embed --pid {with_debt}",
         config_path.display()
     );
     println!();

@@ -120,6 +120,29 @@ pub fn dev_token_allowed(config: &Config, ttl_secs: u64) -> Result<(), CliError>
     Ok(())
 }
 
+/// Mints an embed token for `pid` (what a partner posts into the embedded
+/// page's iframe): the config's embed audience, the `gjeldsbro:embed` scope,
+/// and a lifetime capped at `[embed] token_max_lifetime_secs`. It opens one
+/// session of the page and works nowhere else.
+pub fn dev_embed_token(
+    key_pem: &[u8],
+    config: &Config,
+    pid: &str,
+    ttl_secs: u64,
+) -> Result<String, CliError> {
+    dev_token(
+        key_pem,
+        DevTokenArgs {
+            issuer: config.auth.issuer.clone(),
+            audience: config.embed.audience(&config.auth),
+            org: None,
+            scopes: vec![crate::auth::embed::EMBED_SCOPE.to_owned()],
+            pid: Some(pid.to_owned()),
+            ttl_secs: ttl_secs.min(config.embed.token_max_lifetime_secs()),
+        },
+    )
+}
+
 /// Mints a token signed with the dev key (trusted only by dev and demo configs).
 pub fn dev_token(key_pem: &[u8], args: DevTokenArgs) -> Result<String, CliError> {
     if let Some(org) = &args.org

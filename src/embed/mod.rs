@@ -1,22 +1,25 @@
-//! The embeddable page: the person's own debt and the consent for one partner,
-//! server-rendered for the partner's iframe. This module holds what is not HTTP
-//! routing: the session cookie, the CSRF token, the security headers; the HTML
-//! is in [`page`].
+//! The embeddable page: the person's own debt and their consents for one
+//! partner, server-rendered for the partner's iframe. This module holds what is
+//! not HTTP routing: the session id and cookie, the CSRF token, the security
+//! headers; the HTML is in [`page`].
 //!
 //! How the iframe is authenticated (see `docs/architecture.md`, "The embedded
-//! page"): the partner's page POSTs the person's OIDC token (issued for the
-//! broker's audience) once, as a form field, into the iframe
-//! (`POST /embed/v1/session`). The broker checks it like any token and sets it as
-//! an `HttpOnly; Secure; SameSite=None; Partitioned` cookie on `/embed/`, then
-//! redirects to the page. The token never appears in a URL (so never in an
-//! access log or a `Referer`), scripts cannot read the cookie, and it is checked
-//! again on every request, so the session ends when the token expires. Form posts
-//! carry a CSRF token derived from the session's token.
+//! page"): the partner's page POSTs an *embed token* for the person (a short-lived
+//! token for the embed audience with the `gjeldsbro:embed` scope, see
+//! [`crate::auth::embed`]) once, as a form field, into the iframe
+//! (`POST /embed/v1/session`). The broker checks it, claims its `jti` (each
+//! token opens one session), and starts a session of its own: a random id
+//! (32 bytes, base64url) in an `HttpOnly; Secure; SameSite=None; Partitioned`
+//! cookie on `/embed/`, stored only as its SHA-256 with the person, the partner
+//! and its ends (idle and absolute). The token works nowhere else, the cookie
+//! is not the token, and the forms' CSRF token is an HMAC of the session id, so
+//! nothing the partner held is enough to press a button for the person.
 
 pub mod page;
 
 use std::sync::OnceLock;
 
+use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
@@ -24,9 +27,30 @@ use crate::config::Config;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "gjeldsbro_embed";
-/// The longest a session cookie lives (the token's own expiry usually ends it
-/// sooner: it is checked on every request).
-pub const SESSION_MAX_AGE_SECS: u64 = 30 * 60;
+/// Random bytes in a session id.
+const SESSION_ID_BYTES: usize = 32;
+/// Its length as unpadded base64url.
+const SESSION_ID_LEN: usize = 43;
+
+/// A fresh session id: 32 random bytes as unpadded base64url.
+pub fn new_session_id() -> String {
+    let mut id = [0u8; SESSION_ID_BYTES];
+    rand::fill(&mut id);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id)
+}
+
+/// Whether `s` has the shape of a session id (checked before any lookup).
+pub fn valid_session_id(s: &str) -> bool {
+    s.len() == SESSION_ID_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// What the store keeps of a session id: its SHA-256, hex. A copy of the table
+/// opens no session.
+pub fn session_id_hash(id: &str) -> String {
+    hex::encode(Sha256::digest(id.as_bytes()))
+}
 
 /// The key CSRF tokens are made with: from `log_hash_key` when set (so every
 /// instance agrees), else one random key for this process.
@@ -36,7 +60,7 @@ fn csrf_key(config: &Config) -> [u8; 32] {
         Some(k) => {
             let mut h = Sha256::new();
             // A separate purpose, so a log hash is never a CSRF token.
-            h.update(b"gjeldsbro embed csrf\n");
+            h.update(b"gjeldsbro embed session csrf\n");
             h.update(k.trim().as_bytes());
             h.finalize().into()
         }
@@ -48,22 +72,22 @@ fn csrf_key(config: &Config) -> [u8; 32] {
     }
 }
 
-fn csrf_mac(config: &Config, session_token: &str) -> Hmac<Sha256> {
+fn csrf_mac(config: &Config, session_id: &str) -> Hmac<Sha256> {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&csrf_key(config))
         .expect("HMAC takes keys of any length");
-    mac.update(session_token.as_bytes());
+    mac.update(session_id.as_bytes());
     mac
 }
 
-/// The CSRF token for forms of the session holding `session_token`.
-pub fn csrf_token(config: &Config, session_token: &str) -> String {
-    hex::encode(&csrf_mac(config, session_token).finalize().into_bytes()[..16])
+/// The CSRF token for forms of the session `session_id`.
+pub fn csrf_token(config: &Config, session_id: &str) -> String {
+    hex::encode(&csrf_mac(config, session_id).finalize().into_bytes()[..16])
 }
 
 /// Whether `given` is the session's CSRF token (compared in constant time).
-pub fn csrf_ok(config: &Config, session_token: &str, given: &str) -> bool {
+pub fn csrf_ok(config: &Config, session_id: &str, given: &str) -> bool {
     match hex::decode(given) {
-        Ok(bytes) if bytes.len() == 16 => csrf_mac(config, session_token)
+        Ok(bytes) if bytes.len() == 16 => csrf_mac(config, session_id)
             .verify_truncated_left(&bytes)
             .is_ok(),
         _ => false,
@@ -73,15 +97,15 @@ pub fn csrf_ok(config: &Config, session_token: &str, given: &str) -> bool {
 /// `Set-Cookie` for a new session. `SameSite=None` because the page lives in a
 /// third-party iframe; `Partitioned` (CHIPS) keeps the cookie to the partner's
 /// top-level site, which is also what browsers that block third-party cookies
-/// still allow.
-pub fn session_cookie(token: &str) -> String {
+/// still allow. Always `Secure` (browsers take it on `http://localhost` too).
+pub fn session_cookie(session_id: &str, max_age_secs: u64) -> String {
     format!(
-        "{COOKIE}={token}; Path=/embed/; Max-Age={SESSION_MAX_AGE_SECS}; HttpOnly; Secure; SameSite=None; Partitioned"
+        "{COOKIE}={session_id}; Path=/embed/; Max-Age={max_age_secs}; HttpOnly; Secure; SameSite=None; Partitioned"
     )
 }
 
-/// The session's token from the `Cookie` header, if any.
-pub fn token_from_cookies(cookie_header: &str) -> Option<&str> {
+/// The session id from the `Cookie` header, if any.
+pub fn session_id_from_cookies(cookie_header: &str) -> Option<&str> {
     cookie_header
         .split(';')
         .filter_map(|c| c.trim().split_once('='))
@@ -140,31 +164,45 @@ mod tests {
     #[test]
     fn csrf_tokens_belong_to_their_session() {
         let c = config();
-        let t = csrf_token(&c, "token-a");
+        let (a, b) = (new_session_id(), new_session_id());
+        let t = csrf_token(&c, &a);
         assert_eq!(t.len(), 32);
-        assert!(csrf_ok(&c, "token-a", &t));
-        assert!(!csrf_ok(&c, "token-b", &t));
-        assert!(!csrf_ok(&c, "token-a", "00"));
-        assert!(!csrf_ok(&c, "token-a", "not hex"));
+        assert!(csrf_ok(&c, &a, &t));
+        assert!(!csrf_ok(&c, &b, &t));
+        assert!(!csrf_ok(&c, &a, "00"));
+        assert!(!csrf_ok(&c, &a, "not hex"));
+    }
+
+    #[test]
+    fn session_ids_are_random_and_stored_hashed() {
+        let a = new_session_id();
+        assert!(valid_session_id(&a), "{a}");
+        assert_ne!(a, new_session_id());
+        assert!(!valid_session_id("a.b.c"));
+        assert!(!valid_session_id(&format!("{}=", &a[..42])));
+        let h = session_id_hash(&a);
+        assert_eq!(h.len(), 64);
+        assert!(!h.contains(&a));
     }
 
     #[test]
     fn cookies_and_policy() {
-        let set = session_cookie("a.b.c");
+        let set = session_cookie("abc", 3600);
         for part in [
             "HttpOnly",
             "Secure",
             "SameSite=None",
             "Partitioned",
             "Path=/embed/",
+            "Max-Age=3600",
         ] {
             assert!(set.contains(part), "{set}");
         }
         assert_eq!(
-            token_from_cookies("x=1; gjeldsbro_embed=a.b.c; y=2"),
-            Some("a.b.c")
+            session_id_from_cookies("x=1; gjeldsbro_embed=abc; y=2"),
+            Some("abc")
         );
-        assert_eq!(token_from_cookies("x=1"), None);
+        assert_eq!(session_id_from_cookies("x=1"), None);
         let csp = content_security_policy(&["https://bank.example".into()], "n1");
         assert!(
             csp.contains("frame-ancestors https://bank.example"),

@@ -8,12 +8,87 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::model::DebtInformation;
 
-/// A consent of this person for this partner that is in force.
+/// A consent of this person for this partner that is in force, whatever its
+/// scope.
 #[derive(Debug, Clone)]
 pub struct ActiveConsent {
     pub id: String,
+    /// What it allows, in words ([`scope_text`]).
+    pub scope_text: String,
+    /// Whether it is a presentation consent (the kind the page's button gives).
+    pub presentation: bool,
     pub ends_at: String,
     pub one_time: bool,
+    /// When the partner fetched the person's debt under it (RFC 3339), oldest
+    /// first.
+    pub uses: Vec<String>,
+}
+
+/// A consent's scope in words: its purpose and the kinds of debt it covers.
+/// An unreadable scope is shown as stored.
+pub fn scope_text(scope: &str) -> String {
+    use crate::consent::{ConsentScope, Scope};
+    use gjeldsbro_adapter::DebtKind;
+    let Ok(s) = ConsentScope::parse(scope) else {
+        return scope.to_owned();
+    };
+    let mut kinds = vec!["din usikrede gjeld"];
+    for k in s.kinds.iter() {
+        match k {
+            DebtKind::StudentLoan => kinds.push("studielån"),
+            DebtKind::DebtCollection => kinds.push("inkassosaker"),
+            DebtKind::Unsecured => {}
+        }
+    }
+    let what = match kinds.as_slice() {
+        [one] => (*one).to_owned(),
+        [init @ .., last] => format!("{} og {last}", init.join(", ")),
+        [] => String::new(),
+    };
+    match s.purpose {
+        Scope::Presentation => format!("Visning av {what} i tjenestene deres"),
+        Scope::Processing => format!("Opplysninger om {what} til kredittvurdering"),
+    }
+}
+
+/// `2027-11-24T09:05:00Z` → `24.11.2027 kl. 10.05` (Oslo time).
+pub fn date_time(rfc3339: &str) -> String {
+    let Ok(ts) = rfc3339.parse::<jiff::Timestamp>() else {
+        return rfc3339.to_owned();
+    };
+    let tz = jiff::tz::TimeZone::get("Europe/Oslo").unwrap_or(jiff::tz::TimeZone::UTC);
+    let t = ts.to_zoned_datetime(tz);
+    format!(
+        "{:02}.{:02}.{} kl. {:02}.{:02}",
+        t.day(),
+        t.month(),
+        t.year(),
+        t.hour(),
+        t.minute()
+    )
+}
+
+/// How often the consent was used, in words.
+fn uses_text(uses: &[String]) -> String {
+    match uses {
+        [] => "Ikke brukt ennå.".to_owned(),
+        [one] => format!("Brukt 1 gang: {}.", date_time(one)),
+        many => {
+            // The newest few; the person sees every use in their own view.
+            let shown: Vec<String> = many.iter().rev().take(5).map(|u| date_time(u)).collect();
+            let more = many.len().saturating_sub(shown.len());
+            let tail = if more > 0 {
+                format!(" og {more} til")
+            } else {
+                String::new()
+            };
+            format!(
+                "Brukt {} ganger, sist {}{tail}.",
+                many.len(),
+                shown.join(", ")
+            )
+        }
+    }
 }
 
 /// What the previous form post did, shown once after its redirect.
@@ -47,6 +122,8 @@ td.num{text-align:right;white-space:nowrap}th.num{text-align:right}\
 table{font-size:.95rem}tfoot th,tfoot td{font-weight:700;border-top:2px solid #1b1b1b}\
 .total{font-size:1.15rem}.status{background:#e7f4ea;border-left:4px solid #1e7b34;padding:.5rem .75rem}\
 .consent{border:1px solid #c4c4c4;border-radius:6px;padding:.75rem 1rem;margin-top:1rem}\
+h3{font-size:1.05rem;margin:1rem 0 .25rem}ul.consents{list-style:none;padding:0;margin:0}\
+li.consent-item{border-top:1px solid #c4c4c4;padding:.5rem 0}\
 button{font:inherit;font-weight:600;padding:.55rem 1.1rem;border-radius:4px;border:2px solid #0b3d91;cursor:pointer}\
 button.give{background:#0b3d91;color:#fff}button.withdraw{background:#fff;color:#0b3d91}\
 button:focus-visible{outline:3px solid #f5a623;outline-offset:2px}\
@@ -316,8 +393,34 @@ pub fn render(p: &Page) -> String {
                             Some(Notice::Withdrawn) => p class="status" role="status" { "Samtykket er trukket tilbake." },
                             None => {},
                         }
-                        p id="consent-text" { (consent_text(partner, p.consent_days)) }
-                        @if p.active.is_empty() {
+                        @if !p.active.is_empty() {
+                            h3 { "Samtykker du har gitt " (partner) }
+                            ul class="consents" {
+                                @for (i, c) in p.active.iter().enumerate() {
+                                    li class="consent-item" {
+                                        p id={ "consent-" (i) } {
+                                            strong { (c.scope_text) } ". "
+                                            @if c.one_time { "Gjelder én henting til og med " } @else { "Gjelder til og med " }
+                                            (date(&c.ends_at)) ". "
+                                            (uses_text(&c.uses))
+                                        }
+                                        form method="post" action="/embed/v1/consent/withdraw" {
+                                            input type="hidden" name="csrf" value=(p.csrf);
+                                            input type="hidden" name="partner" value=(p.partner_org);
+                                            input type="hidden" name="consent_id" value=(c.id);
+                                            @if let Some(r) = p.reference {
+                                                input type="hidden" name="ref" value=(r);
+                                            }
+                                            button type="submit" class="withdraw" aria-describedby={ "consent-" (i) } {
+                                                "Trekk tilbake samtykket til " (partner)
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        @if !p.active.iter().any(|c| c.presentation) {
+                            p id="consent-text" { (consent_text(partner, p.consent_days)) }
                             form method="post" action="/embed/v1/consent" {
                                 input type="hidden" name="csrf" value=(p.csrf);
                                 input type="hidden" name="partner" value=(p.partner_org);
@@ -326,25 +429,6 @@ pub fn render(p: &Page) -> String {
                                 }
                                 button type="submit" class="give" id="give-consent" aria-describedby="consent-text" {
                                     "Gi samtykke til " (partner)
-                                }
-                            }
-                        } @else {
-                            @for c in p.active {
-                                p {
-                                    "Du har gitt samtykke til " (partner) ". "
-                                    @if c.one_time { "Det gjelder én henting til og med " } @else { "Det gjelder til og med " }
-                                    (date(&c.ends_at)) "."
-                                }
-                                form method="post" action="/embed/v1/consent/withdraw" {
-                                    input type="hidden" name="csrf" value=(p.csrf);
-                                    input type="hidden" name="partner" value=(p.partner_org);
-                                    input type="hidden" name="consent_id" value=(c.id);
-                                    @if let Some(r) = p.reference {
-                                        input type="hidden" name="ref" value=(r);
-                                    }
-                                    button type="submit" class="withdraw" {
-                                        "Trekk tilbake samtykket til " (partner)
-                                    }
                                 }
                             }
                         }

@@ -1,15 +1,22 @@
 //! The embeddable page for partners' iframes:
 //!
-//! - `POST /embed/v1/session` (form: `token`, `partner`, `ref?`): starts the
-//!   person's session (cookie) and redirects to the page;
-//! - `GET /embed/v1/debt?partner=&ref=`: the page (session cookie, or a bearer
-//!   person token);
+//! - `POST /embed/v1/session` (form: `token`, `partner`, `ref?`): checks the
+//!   embed token, claims it (once), starts the broker's own session (cookie)
+//!   and redirects to the page;
+//! - `GET /embed/v1/debt?partner=&ref=`: the page (session cookie only);
 //! - `POST /embed/v1/consent` and `POST /embed/v1/consent/withdraw`: the buttons
-//!   (session cookie + CSRF token), each redirecting back to the page.
+//!   (session cookie + the session's CSRF token), each redirecting back to the
+//!   page.
 //!
-//! See [`crate::embed`] for why it is built this way.
+//! No route here takes a bearer token: a request to `/embed/*` with an
+//! `Authorization` header is refused (`401`), whatever else it carries, so a
+//! token the partner holds never reaches the page or its buttons. Every route
+//! counts against the person's quota. See [`crate::embed`] for why it is built
+//! this way.
 
 use std::sync::Arc;
+
+use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -21,10 +28,12 @@ use time::OffsetDateTime;
 use super::error::ApiError;
 use super::trace::TraceId;
 use crate::app::AppState;
+use crate::auth::AuthError;
 use crate::config::{ClientConfig, Role};
 use crate::consent::{self, ConsentError, CreateRequest, GivenVia, Scope};
 use crate::embed::{self, page};
 use crate::nin::NationalId;
+use crate::store::NewEmbedSession;
 
 /// Days a consent given in the page lasts: the presentation purpose's maximum.
 const EMBED_CONSENT_DAYS: u32 = 365;
@@ -75,41 +84,76 @@ fn reference(r: Option<&str>) -> Result<Option<&str>, ApiError> {
     }
 }
 
-/// Checks a person token; returns the person.
-fn person_of(app: &AppState, token: &str) -> Result<NationalId, ApiError> {
-    let caller = app.auth.authenticate(Some(&format!("Bearer {token}")))?;
-    match (caller.person, caller.org_no) {
-        (Some(p), None) => Ok(p),
-        _ => Err(ApiError::forbidden("the page needs a person token")),
+/// Refuses a request that carries a bearer token: the page and its buttons
+/// take the broker's session and nothing else.
+fn refuse_bearer(headers: &HeaderMap) -> Result<(), ApiError> {
+    if headers.contains_key(header::AUTHORIZATION) {
+        return Err(ApiError::from(AuthError::Unauthenticated(
+            "the embedded page takes no bearer token: the partner's page opens a session with an embed token",
+        )));
     }
+    Ok(())
 }
 
-/// The session: the cookie's token, else a bearer person token. Returns the
-/// person and the token (the CSRF token is derived from it).
-fn session(app: &AppState, headers: &HeaderMap) -> Result<(NationalId, String), ApiError> {
-    let from_cookie = headers
+/// A session of the page, in force.
+struct Session {
+    /// The cookie's id (the CSRF token is derived from it).
+    id: String,
+    nin: NationalId,
+    partner_org: String,
+}
+
+/// The request's session: the cookie's id, found in the store and in force
+/// (its idle end moved on). Counts against the person's quota.
+async fn session(app: &AppState, headers: &HeaderMap, trace_id: &str) -> Result<Session, ApiError> {
+    refuse_bearer(headers)?;
+    let no_session = || {
+        ApiError::from(AuthError::Unauthenticated(
+            "no session, or it has ended: the partner's page starts one",
+        ))
+    };
+    let id = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find_map(embed::token_from_cookies)
-        .map(str::to_owned);
-    let token = match from_cookie {
-        Some(t) => t,
-        None => {
-            let auth = headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::trim)
-                .ok_or_else(|| {
-                    ApiError::from(crate::auth::AuthError::Unauthenticated(
-                        "no session: the partner must start one",
-                    ))
-                })?;
-            auth.to_owned()
-        }
-    };
-    Ok((person_of(app, &token)?, token))
+        .find_map(embed::session_id_from_cookies)
+        .filter(|id| embed::valid_session_id(id))
+        .ok_or_else(no_session)?
+        .to_owned();
+    let now = OffsetDateTime::now_utc();
+    let idle_until = now + Duration::from_secs(app.config.embed.session_idle_secs());
+    let found = app
+        .lookup
+        .store
+        .touch_embed_session(
+            &embed::session_id_hash(&id),
+            &crate::time::format_fixed(now),
+            &crate::time::format_fixed(idle_until),
+        )
+        .await
+        .map_err(|e| super::consent::api_error(ConsentError::Store(e), trace_id))?
+        .ok_or_else(no_session)?;
+    super::me::person_quota(app, found.nin)?;
+    Ok(Session {
+        id,
+        nin: found.nin,
+        partner_org: found.partner_org,
+    })
+}
+
+/// The partner of a request in `session`: the one the session was opened for.
+/// A request naming another is refused.
+fn session_partner<'a>(
+    app: &'a AppState,
+    session: &Session,
+    named: Option<&str>,
+) -> Result<&'a ClientConfig, ApiError> {
+    if named.is_some_and(|n| n != session.partner_org) {
+        return Err(ApiError::forbidden(
+            "this session was opened for another partner",
+        ));
+    }
+    partner(app, Some(&session.partner_org))
 }
 
 /// `303` back to the page, with what just happened.
@@ -140,18 +184,62 @@ fn redirect(url: &str) -> Response {
     }
 }
 
-/// `POST /embed/v1/session`.
+/// `POST /embed/v1/session`: the embed token is checked, claimed once, and
+/// exchanged for a session of the broker's own.
 pub async fn start_session(
     State(app): State<Arc<AppState>>,
+    Extension(TraceId(trace_id)): Extension<TraceId>,
+    headers: HeaderMap,
     Form(form): Form<SessionForm>,
 ) -> Result<Response, ApiError> {
+    refuse_bearer(&headers)?;
     let token = form.token.as_deref().map(str::trim).unwrap_or_default();
-    person_of(&app, token)?;
+    let grant = app
+        .auth
+        .authenticate_embed(token, app.config.embed.token_max_lifetime_secs())?;
     let p = partner(&app, form.partner.as_deref())?;
     let r = reference(form.reference.as_deref())?;
+    super::me::person_quota(&app, grant.person)?;
+    let store = &app.lookup.store;
+    let unavailable = |e| super::consent::api_error(ConsentError::Store(e), &trace_id);
+    let now = OffsetDateTime::now_utc();
+    // The claim lasts as long as the token could still be accepted.
+    let token_end = i64::try_from(grant.expires_at.saturating_add(app.config.auth.leeway_secs))
+        .ok()
+        .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
+        .unwrap_or(now + Duration::from_secs(3600));
+    let fresh = store
+        .claim_embed_token(
+            &grant.token_id,
+            &crate::time::format_fixed(token_end),
+            &crate::time::format_fixed(now),
+        )
+        .await
+        .map_err(unavailable)?;
+    if !fresh {
+        return Err(ApiError::from(AuthError::Unauthenticated(
+            "this embed token has opened a session already: mint one per page load",
+        )));
+    }
+    let id = embed::new_session_id();
+    let max = app.config.embed.session_max_secs();
+    let idle = app.config.embed.session_idle_secs();
+    store
+        .create_embed_session(&NewEmbedSession {
+            id_hash: embed::session_id_hash(&id),
+            nin: grant.person,
+            partner_org: p.org_no.clone(),
+            created_at: crate::time::format_fixed(now),
+            idle_until: crate::time::format_fixed(now + Duration::from_secs(idle)),
+            ends_at: crate::time::format_fixed(now + Duration::from_secs(max)),
+        })
+        .await
+        .map_err(unavailable)?;
+    tracing::info!(trace_id = %trace_id, partner = %p.org_no,
+        person = %app.hasher.hash(grant.person), "embed session opened");
     let mut response = back_to_page(&p.org_no, r, "");
-    let cookie = HeaderValue::from_str(&embed::session_cookie(token))
-        .map_err(|_| ApiError::bad_request("malformed token"))?;
+    let cookie = HeaderValue::from_str(&embed::session_cookie(&id, max))
+        .map_err(|_| ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR))?;
     response.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(response)
 }
@@ -163,29 +251,42 @@ pub async fn page(
     Query(q): Query<PageQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let p = partner(&app, q.partner.as_deref())?;
     let r = reference(q.reference.as_deref())?;
-    let (nin, token) = session(&app, &headers)?;
+    let sess = session(&app, &headers, &trace_id).await?;
+    let p = session_partner(&app, &sess, q.partner.as_deref())?;
+    let nin = sess.nin;
     // The person's own view: the partner frames it but cannot read it (another
     // origin), so nothing is disclosed to the partner and nothing recorded.
     // The register's debt only: the page sits in a partner's frame, and other
     // kinds of debt are shown there only under a consent that names them.
     let (debt, stats) =
         super::me::own_debt(&app, nin, gjeldsbro_adapter::KindSet::UNSECURED, &trace_id).await;
+    // Every consent the partner holds for the person, whatever its scope: the
+    // person must be able to see and withdraw each one here.
     let now = OffsetDateTime::now_utc();
-    let active: Vec<page::ActiveConsent> = app
-        .lookup
-        .store
+    let store = &app.lookup.store;
+    let unavailable = |e| super::consent::api_error(ConsentError::Store(e), &trace_id);
+    let uses = store
+        .consent_uses_of_person(nin)
+        .await
+        .map_err(unavailable)?;
+    let active: Vec<page::ActiveConsent> = store
         .consents_of_person(nin)
         .await
-        .map_err(|e| super::consent::api_error(ConsentError::Store(e), &trace_id))?
+        .map_err(unavailable)?
         .into_iter()
         .filter(|c| {
-            c.client_org == p.org_no
-                && c.scope == Scope::Presentation.as_str()
-                && consent::rules::state(c, now) == consent::State::Active
+            c.client_org == p.org_no && consent::rules::state(c, now) == consent::State::Active
         })
         .map(|c| page::ActiveConsent {
+            scope_text: page::scope_text(&c.scope),
+            presentation: consent::ConsentScope::parse(&c.scope)
+                .is_ok_and(|s| s.purpose == Scope::Presentation),
+            uses: uses
+                .iter()
+                .filter(|u| u.consent_id == c.id && u.outcome == "disclosed")
+                .map(|u| u.at.clone())
+                .collect(),
             id: c.id,
             ends_at: c.ends_at,
             one_time: c.one_time,
@@ -197,7 +298,7 @@ pub async fn page(
         _ => None,
     };
     let nonce = embed::nonce();
-    let csrf = embed::csrf_token(&app.config, &token);
+    let csrf = embed::csrf_token(&app.config, &sess.id);
     let html = page::render(&page::Page {
         partner_name: &p.name,
         partner_org: &p.org_no,
@@ -239,30 +340,37 @@ pub async fn page(
         .into_response())
 }
 
-/// The session and partner of a button press, after the CSRF check.
-fn form_session<'a>(
+/// The session and partner of a button press, after the CSRF check: the press
+/// counts only in the session whose page carried the token.
+async fn form_session<'a>(
     app: &'a AppState,
     headers: &HeaderMap,
     form: &ConsentForm,
+    trace_id: &str,
 ) -> Result<(NationalId, &'a ClientConfig), ApiError> {
-    let (nin, token) = session(app, headers)?;
+    let sess = session(app, headers, trace_id).await?;
     let given = form.csrf.as_deref().unwrap_or_default();
-    if !embed::csrf_ok(&app.config, &token, given) {
+    if !embed::csrf_ok(&app.config, &sess.id, given) {
         return Err(ApiError::forbidden(
             "the form is stale or forged; reload the page",
         ));
     }
-    Ok((nin, partner(app, form.partner.as_deref())?))
+    Ok((
+        sess.nin,
+        session_partner(app, &sess, form.partner.as_deref())?,
+    ))
 }
 
-/// `POST /embed/v1/consent`: the person gives the partner a presentation consent.
+/// `POST /embed/v1/consent`: the person gives the partner a presentation
+/// consent. The only way to a consent with `givenVia = person`: a press in a
+/// session of the broker's, with that session's CSRF token.
 pub async fn give_consent(
     State(app): State<Arc<AppState>>,
     Extension(TraceId(trace_id)): Extension<TraceId>,
     headers: HeaderMap,
     Form(form): Form<ConsentForm>,
 ) -> Result<Response, ApiError> {
-    let (nin, p) = form_session(&app, &headers, &form)?;
+    let (nin, p) = form_session(&app, &headers, &form, &trace_id).await?;
     let r = reference(form.reference.as_deref())?;
     // The partner finds the consent in its feed by its own `ref` before the `/`.
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
@@ -294,7 +402,7 @@ pub async fn withdraw_consent(
     headers: HeaderMap,
     Form(form): Form<ConsentForm>,
 ) -> Result<Response, ApiError> {
-    let (nin, p) = form_session(&app, &headers, &form)?;
+    let (nin, p) = form_session(&app, &headers, &form, &trace_id).await?;
     let r = reference(form.reference.as_deref())?;
     let id = form.consent_id.as_deref().unwrap_or_default();
     if !consent::is_consent_id(id) {

@@ -43,11 +43,28 @@ pub(crate) fn person(
     // An organisation's client certificate makes the caller an organisation.
     let caller = super::authenticate(app, headers, cert)?;
     match (caller.person, &caller.org_no) {
-        (Some(p), None) => Ok(p),
+        (Some(p), None) => {
+            person_quota(app, p)?;
+            Ok(p)
+        }
         _ => Err(ApiError::forbidden(
             "this is the person's own view: use a person token",
         )),
     }
+}
+
+/// Admits one request of `person` under the per-person quota (`[quota]`), or
+/// answers `429` with `Retry-After`, as the per-client quota does. Counted by
+/// the keyed hash of the id; the metric's `client` label says `person`.
+pub(crate) fn person_quota(app: &AppState, person: NationalId) -> Result<(), ApiError> {
+    if let Err(over) = app.person_limits.check(&app.hasher.hash(person)) {
+        app.metrics
+            .rate_limited
+            .with_label_values(&["person"])
+            .inc();
+        return Err(ApiError::over_quota(over.limit, over.retry_after_secs));
+    }
+    Ok(())
 }
 
 /// What an own-view lookup did, for its log line.

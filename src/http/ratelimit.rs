@@ -60,9 +60,73 @@ impl ClientLimits {
     }
 }
 
+/// Per-person quotas on `/v1/me/*` and the embedded page, keyed by the keyed
+/// hash of the person's id (the id itself is never held here). Every person
+/// gets the same quota: `[quota] person_requests_per_second`, with
+/// `person_burst` requests allowed at once.
+pub struct PersonLimits {
+    limit: u32,
+    limiter: governor::DefaultKeyedRateLimiter<String>,
+    clock: DefaultClock,
+    /// Checks since the last sweep of idle keys.
+    checks: std::sync::atomic::AtomicU32,
+}
+
+/// Idle keys (persons whose bucket is full again) are dropped after this many
+/// checks, so the map holds only persons seen recently.
+const SWEEP_EVERY: u32 = 4096;
+
+impl PersonLimits {
+    pub fn new(q: &crate::config::QuotaConfig) -> Self {
+        let rps = q.person_requests_per_second().max(1);
+        let burst = q.person_burst().max(1);
+        let quota = Quota::per_second(NonZeroU32::new(rps).unwrap_or(NonZeroU32::MIN))
+            .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
+        PersonLimits {
+            limit: rps,
+            limiter: RateLimiter::keyed(quota),
+            clock: DefaultClock::default(),
+            checks: std::sync::atomic::AtomicU32::new(0),
+        }
+    }
+
+    /// Admits one request of the person whose hashed id is `person_hash`, or
+    /// says how long to wait.
+    pub fn check(&self, person_hash: &str) -> Result<(), OverQuota> {
+        use std::sync::atomic::Ordering;
+        if self.checks.fetch_add(1, Ordering::Relaxed) >= SWEEP_EVERY {
+            self.checks.store(0, Ordering::Relaxed);
+            self.limiter.retain_recent();
+        }
+        self.limiter
+            .check_key(&person_hash.to_owned())
+            .map_err(|not_until| {
+                let wait = not_until.wait_time_from(self.clock.now());
+                OverQuota {
+                    limit: self.limit,
+                    retry_after_secs: (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1),
+                }
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_person_has_their_own_quota() {
+        let limits = PersonLimits::new(&crate::config::QuotaConfig {
+            person_requests_per_second: Some(1),
+            person_burst: Some(3),
+        });
+        let admitted = (0..10).filter(|_| limits.check("aaaa").is_ok()).count();
+        assert_eq!(admitted, 3, "the burst");
+        let over = limits.check("aaaa").unwrap_err();
+        assert_eq!(over.limit, 1);
+        assert!(over.retry_after_secs >= 1);
+        assert!(limits.check("bbbb").is_ok(), "another person is untouched");
+    }
 
     fn client(org: &str, rps: Option<u32>) -> ClientConfig {
         ClientConfig {

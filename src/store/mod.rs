@@ -4,12 +4,15 @@
 
 pub mod audit;
 pub mod consents;
+pub mod embed;
 pub mod postgres;
 mod postgres_audit;
 mod postgres_consents;
+mod postgres_embed;
 pub mod sqlite;
 mod sqlite_audit;
 mod sqlite_consents;
+mod sqlite_embed;
 
 use std::sync::Arc;
 
@@ -24,6 +27,7 @@ pub use consents::{
     ConsentEvent, ConsentUse, CreatedConsent, NewConsent, PersonDisclosure, StoredConsent,
     UseRequest,
 };
+pub use embed::{EmbedSession, NewEmbedSession};
 
 /// Why the store could not do what was asked. Texts never hold a national id.
 #[derive(Debug, thiserror::Error)]
@@ -272,6 +276,30 @@ pub trait Store: AuditStore + Send + Sync + 'static {
         nin: NationalId,
         limit: u32,
     ) -> StoreFuture<'_, Vec<PersonDisclosure>>;
+
+    // The embedded page (issue 12). Times are fixed-width RFC 3339 UTC text.
+
+    /// Claims an embed token's `jti`: true the first time, false ever after
+    /// (of concurrent claims exactly one wins). The claim is kept until
+    /// `expires_at`; claims past it are pruned (before `now`).
+    fn claim_embed_token<'a>(
+        &'a self,
+        jti: &'a str,
+        expires_at: &'a str,
+        now: &'a str,
+    ) -> StoreFuture<'a, bool>;
+
+    /// Stores a new session of the embedded page; prunes ended ones.
+    fn create_embed_session<'a>(&'a self, session: &'a NewEmbedSession) -> StoreFuture<'a, ()>;
+
+    /// The session whose id hashes to `id_hash`, if in force at `now`, with its
+    /// idle end moved on to `idle_until` (never past its end).
+    fn touch_embed_session<'a>(
+        &'a self,
+        id_hash: &'a str,
+        now: &'a str,
+        idle_until: &'a str,
+    ) -> StoreFuture<'a, Option<EmbedSession>>;
 }
 
 /// Opens the store named by `url` (`sqlite://PATH`, `postgres://...` or

@@ -698,6 +698,31 @@ impl Store for PostgresStore {
         super::postgres_consents::disclosures_of_person(&self.pool, nin, limit).boxed()
     }
 
+    fn claim_embed_token<'a>(
+        &'a self,
+        jti: &'a str,
+        expires_at: &'a str,
+        now: &'a str,
+    ) -> StoreFuture<'a, bool> {
+        super::postgres_embed::claim(&self.pool, jti, expires_at, now).boxed()
+    }
+
+    fn create_embed_session<'a>(
+        &'a self,
+        session: &'a super::NewEmbedSession,
+    ) -> StoreFuture<'a, ()> {
+        super::postgres_embed::create(&self.pool, session).boxed()
+    }
+
+    fn touch_embed_session<'a>(
+        &'a self,
+        id_hash: &'a str,
+        now: &'a str,
+        idle_until: &'a str,
+    ) -> StoreFuture<'a, Option<super::EmbedSession>> {
+        super::postgres_embed::touch(&self.pool, id_hash, now, idle_until).boxed()
+    }
+
     fn clean_up(&self) -> StoreFuture<'_, u64> {
         async move {
             let mut conn = self.pool.acquire().await?;
