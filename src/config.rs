@@ -769,6 +769,51 @@ max_in_flight = 32
     }
 
     #[test]
+    fn server_limits_and_the_ops_listener() {
+        let c = Config::parse(EXAMPLE).unwrap();
+        assert_eq!(c.ops_listen, "127.0.0.1:9464".parse().unwrap());
+        assert_eq!(c.server.header_read_timeout_secs, 10);
+        assert_eq!(c.server.body_read_timeout_secs, 30);
+        assert_eq!(c.server.idle_timeout_secs, 60);
+        assert_eq!(c.server.max_connections, 8192);
+        assert_eq!(c.server.http2_max_concurrent_streams, 100);
+        assert_eq!(c.server.http2_max_header_list_bytes, 16384);
+        let set =
+            format!("{EXAMPLE}\n[server]\nheader_read_timeout_secs = 2\nmax_connections = 8\n");
+        let c = Config::parse(&set).unwrap();
+        assert_eq!(
+            (c.server.header_read_timeout_secs, c.server.max_connections),
+            (2, 8)
+        );
+        for bad in [
+            "header_read_timeout_secs = 0",
+            "body_read_timeout_secs = 0",
+            "idle_timeout_secs = 0",
+            "max_connections = 0",
+            "http2_max_concurrent_streams = 0",
+            "http2_max_header_list_bytes = 100",
+        ] {
+            let text = format!("{EXAMPLE}\n[server]\n{bad}\n");
+            assert!(
+                matches!(Config::parse(&text), Err(ConfigError::Invalid(_))),
+                "{bad}"
+            );
+        }
+        assert!(Config::parse(&format!("{EXAMPLE}\n[server]\nnope = 1\n")).is_err());
+        // Metrics never on the public port.
+        let same = EXAMPLE.replace(
+            "listen = \"127.0.0.1:8080\"",
+            "listen = \"127.0.0.1:8080\"\nops_listen = \"127.0.0.1:8080\"",
+        );
+        assert!(matches!(Config::parse(&same), Err(ConfigError::Invalid(_))));
+        let zero = EXAMPLE.replace(
+            "listen = \"127.0.0.1:8080\"",
+            "listen = \"127.0.0.1:0\"\nops_listen = \"127.0.0.1:0\"",
+        );
+        assert!(Config::parse(&zero).is_ok());
+    }
+
+    #[test]
     fn retention_and_population_register() {
         let c = Config::parse(EXAMPLE).unwrap();
         assert_eq!(c.retention.disclosure_days, 3650);
