@@ -78,7 +78,10 @@ async fn genuine_searches(b: &Broker, persons: &[String], n: usize, what: &str) 
 
 /// Reads until the connection is closed (EOF or reset) or `limit` passes;
 /// returns whether it was closed, and what arrived.
-async fn closed_within(stream: &mut TcpStream, limit: Duration) -> (bool, Vec<u8>) {
+async fn closed_within<R: tokio::io::AsyncRead + Unpin>(
+    stream: &mut R,
+    limit: Duration,
+) -> (bool, Vec<u8>) {
     let deadline = tokio::time::Instant::now() + limit;
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
@@ -459,4 +462,84 @@ async fn metrics_are_on_the_operations_listener_only() {
     // The API is not on the operations listener.
     assert_eq!(b.ops_get(SEARCH_PATH).await.status, 404);
     assert_ne!(b.ops_addr.port(), b.addr.port());
+}
+
+/// The TLS listener has the same limits: a connection that never completes its
+/// handshake, and one that completes it and then sends half a head or nothing,
+/// are closed at the header deadline; a genuine search over TLS answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_tls_listener_closes_silent_and_half_sent_connections() {
+    let fx = fixture().await;
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("certificate");
+    let cert_pem = certified.cert.pem();
+    let cert_path = fx.dir.path().join("edge-cert.pem");
+    let key_path = fx.dir.path().join("edge-key.pem");
+    std::fs::write(&cert_path, &cert_pem).expect("write cert");
+    std::fs::write(&key_path, certified.signing_key.serialize_pem()).expect("write key");
+    let tls = format!(
+        "\n[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        cert_path.display(),
+        key_path.display()
+    );
+    let b = fx
+        .broker_with(move |text| {
+            with_tables(
+                text,
+                "[server]\nheader_read_timeout_secs = 1\nidle_timeout_secs = 5",
+            ) + &tls
+        })
+        .await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(certified.cert.der().clone())
+        .expect("trust the certificate");
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+    let handshaken = || async {
+        let tcp = TcpStream::connect(b.addr).await.expect("connect");
+        connector
+            .connect(name.clone(), tcp)
+            .await
+            .expect("handshake")
+    };
+
+    // A genuine search over TLS.
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(cert_pem.as_bytes()).expect("pem")])
+        .build()
+        .expect("client");
+    let p = &fx.persons_with_lenders(1)[0];
+    let r = client
+        .post(format!("https://127.0.0.1:{}{SEARCH_PATH}", b.addr.port()))
+        .bearer_auth(common::fi_token())
+        .json(&json!({"ssn": p, "referenceID": "edges-tls"}))
+        .send()
+        .await
+        .expect("search over TLS");
+    assert_eq!(r.status(), 200);
+
+    let mut no_handshake = TcpStream::connect(b.addr).await.expect("connect");
+    let mut silent = handshaken().await;
+    let mut half = handshaken().await;
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: broker\r\n")
+        .await
+        .expect("write");
+    half.flush().await.expect("flush");
+    assert!(
+        closed_within(&mut no_handshake, NEVER).await.0,
+        "a connection without a handshake stayed open"
+    );
+    assert!(
+        closed_within(&mut silent, NEVER).await.0,
+        "a silent TLS connection stayed open"
+    );
+    assert!(
+        closed_within(&mut half, NEVER).await.0,
+        "a half-sent head over TLS stayed open"
+    );
 }
