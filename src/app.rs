@@ -176,10 +176,33 @@ pub async fn bind(config: &Config) -> Result<TcpListener, StartError> {
         })
 }
 
-/// Serves on `listener` until `shutdown` completes, then drains in-flight requests.
+/// Binds the operations listener (`ops_listen`).
+pub async fn bind_ops(config: &Config) -> Result<TcpListener, StartError> {
+    TcpListener::bind(config.ops_listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.ops_listen.to_string(),
+            source,
+        })
+}
+
+/// Serves the public listener only (no operations listener) until `shutdown`
+/// completes; see [`serve_with_ops`].
 pub async fn serve(
     state: Arc<AppState>,
     listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    serve_with_ops(state, listener, None, shutdown).await
+}
+
+/// Serves on `listener` (and the operations endpoints on `ops`) until
+/// `shutdown` completes, then drains in-flight requests for at most
+/// `[server] shutdown_grace_secs`.
+pub async fn serve_with_ops(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    ops: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -212,15 +235,69 @@ pub async fn serve(
         crate::ingest::pull::PullSettings::default(),
         stop_rx,
     ));
-    let app = crate::http::router(state.clone());
-    let result = match &state.tls {
-        Some(tls) => crate::tls::serve_tls(listener, app, tls.clone(), shutdown).await,
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
+    let server = &state.config.server;
+    // Client sockets must never take the descriptors the store and the lenders
+    // need: raise the soft limit, keep the connection cap below it.
+    let nofile = crate::server::nofile::raise_to_hard_limit();
+    let max_connections = crate::server::nofile::connection_cap(server.max_connections, nofile);
+    if max_connections < server.max_connections {
+        tracing::warn!(
+            open_files = nofile,
+            configured = server.max_connections,
+            max_connections,
+            "the open-files limit caps the connections below server.max_connections"
+        );
+    }
+    tracing::info!(
+        open_files = nofile,
+        max_connections,
+        "open-files limit and connection cap"
+    );
+    let conn_metrics = crate::server::ConnMetrics::new();
+    conn_metrics.register(&state.metrics);
+    // One shutdown for both listeners.
+    let (down_tx, down_rx) = tokio::sync::watch::channel(false);
+    let down = move || {
+        let mut rx = down_rx.clone();
+        async move {
+            let _ = rx.wait_for(|down| *down).await;
         }
     };
+    let ops_task = ops.map(|tcp| {
+        if let Ok(addr) = tcp.local_addr() {
+            tracing::info!(ops_listen = %addr, "operations endpoints listening");
+        }
+        tokio::spawn(crate::server::serve(
+            crate::server::Listener {
+                name: "ops",
+                tcp,
+                app: crate::http::ops_router(state.clone()),
+                limits: crate::server::Limits::ops(server),
+                tls: None,
+            },
+            conn_metrics.clone(),
+            down(),
+        ))
+    });
+    let public = crate::server::serve(
+        crate::server::Listener {
+            name: "public",
+            tcp: listener,
+            app: crate::http::router(state.clone()),
+            limits: crate::server::Limits::public(server, max_connections),
+            tls: state.tls.clone(),
+        },
+        conn_metrics,
+        down(),
+    );
+    let signal = async move {
+        shutdown.await;
+        let _ = down_tx.send(true);
+    };
+    let (result, ()) = tokio::join!(public, signal);
+    if let Some(task) = ops_task {
+        let _ = task.await;
+    }
     let _ = stop_tx.send(true);
     state.index_loaded.store(false, Ordering::Release);
     result.map_err(StartError::Serve)
@@ -231,9 +308,10 @@ pub async fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error + S
     let config = Config::load(config_path)?;
     let state = AppState::build(config).await?;
     let listener = bind(&state.config).await?;
+    let ops = bind_ops(&state.config).await?;
     tracing::info!(listen = %state.config.listen, lenders = state.lookup.lenders.len(),
         tls = state.tls.is_some(), "gjeldsbro serving");
-    serve(state, listener, shutdown_signal()).await?;
+    serve_with_ops(state, listener, Some(ops), shutdown_signal()).await?;
     Ok(())
 }
 

@@ -25,6 +25,12 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The operations listener: `/metrics`, detailed `/readyz`, `/healthz`
+    /// (default `127.0.0.1:9464`, loopback). Never the same as `listen`: what it
+    /// serves (which lenders were called, by the counters) is not for clients.
+    /// Port 0 picks a free port (tests).
+    #[serde(default = "default_ops_listen")]
+    pub ops_listen: SocketAddr,
     #[serde(default)]
     pub accept_synthetic_ids: bool,
     /// True only in demo and test configs: the committed dev key in the JWKS,
@@ -79,6 +85,9 @@ pub struct Config {
     /// Quotas beyond the per-client ones: persons on `/v1/me/*` and the page.
     #[serde(default)]
     pub quota: QuotaConfig,
+    /// Connection and request limits of both listeners (`crate::server`).
+    #[serde(default)]
+    pub server: ServerConfig,
     /// Where copy letters get names and postal addresses (`gjeldsbro letters`).
     #[serde(default)]
     pub population_register: Option<PopulationRegisterConfig>,
@@ -144,6 +153,82 @@ impl Default for ReadinessConfig {
 
 fn default_max_snapshot_age_hours() -> u64 {
     36
+}
+
+fn default_ops_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9464))
+}
+
+/// `[server]`: what a connection may cost the broker before it has to show it
+/// is a real client. The defaults are meant for a public deployment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// A new connection must deliver a complete request head (and finish its TLS
+    /// handshake) within this, in seconds (default 10); HTTP/1.1 applies it to
+    /// every request head. Half-sent headers (slowloris) are closed after it.
+    #[serde(default = "default_header_read_timeout_secs")]
+    pub header_read_timeout_secs: u64,
+    /// A request's whole body must arrive within this from the start of the
+    /// request, in seconds, else `408` (default 30).
+    #[serde(default = "default_body_read_timeout_secs")]
+    pub body_read_timeout_secs: u64,
+    /// A connection with no request in flight for this long is closed, in
+    /// seconds (default 60). An idle HTTP/1.1 connection is closed sooner, at
+    /// the header deadline, as hyper starts that clock when it turns idle.
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+    /// Open connections on the public listener at most (default 8192); beyond
+    /// that new connections wait in the kernel's backlog. Capped at start below
+    /// the open-files limit, with a reserve for store and lender sockets.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Concurrent HTTP/2 streams per connection (default 100).
+    #[serde(default = "default_http2_max_concurrent_streams")]
+    pub http2_max_concurrent_streams: u32,
+    /// The largest HTTP/2 header list accepted, in bytes (default 16384).
+    #[serde(default = "default_http2_max_header_list_bytes")]
+    pub http2_max_header_list_bytes: u32,
+    /// On shutdown, how long open requests may finish before their connections
+    /// are closed, in seconds (default 20).
+    #[serde(default = "default_shutdown_grace_secs")]
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            header_read_timeout_secs: default_header_read_timeout_secs(),
+            body_read_timeout_secs: default_body_read_timeout_secs(),
+            idle_timeout_secs: default_idle_timeout_secs(),
+            max_connections: default_max_connections(),
+            http2_max_concurrent_streams: default_http2_max_concurrent_streams(),
+            http2_max_header_list_bytes: default_http2_max_header_list_bytes(),
+            shutdown_grace_secs: default_shutdown_grace_secs(),
+        }
+    }
+}
+
+fn default_header_read_timeout_secs() -> u64 {
+    10
+}
+fn default_body_read_timeout_secs() -> u64 {
+    30
+}
+fn default_idle_timeout_secs() -> u64 {
+    60
+}
+fn default_max_connections() -> usize {
+    8192
+}
+fn default_http2_max_concurrent_streams() -> u32 {
+    100
+}
+fn default_http2_max_header_list_bytes() -> u32 {
+    16 * 1024
+}
+fn default_shutdown_grace_secs() -> u64 {
+    20
 }
 
 /// Load shedding for the API routes as a whole.
@@ -573,6 +658,29 @@ impl Config {
             return Err(ConfigError::Invalid("size limits must be > 0".into()));
         }
         self.check_embed_and_quota()?;
+        let sv = &self.server;
+        if sv.header_read_timeout_secs == 0
+            || sv.body_read_timeout_secs == 0
+            || sv.idle_timeout_secs == 0
+            || sv.max_connections == 0
+            || sv.http2_max_concurrent_streams == 0
+        {
+            return Err(ConfigError::Invalid(
+                "server: timeouts, max_connections and http2_max_concurrent_streams must be > 0"
+                    .into(),
+            ));
+        }
+        if sv.http2_max_header_list_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "server.http2_max_header_list_bytes must be at least 1024".into(),
+            ));
+        }
+        // Port 0 on both is fine (two free ports); the same real address is not.
+        if self.ops_listen == self.listen && self.listen.port() != 0 {
+            return Err(ConfigError::Invalid(
+                "ops_listen must differ from listen: metrics are not for clients".into(),
+            ));
+        }
         crate::tls::config::check(self)?;
         Ok(())
     }
@@ -816,6 +924,51 @@ max_in_flight = 32
         );
         let bad = with.replace("https://bank.example", "https://bank.example/x");
         assert!(matches!(Config::parse(&bad), Err(ConfigError::Invalid(_))));
+    }
+
+    #[test]
+    fn server_limits_and_the_ops_listener() {
+        let c = Config::parse(EXAMPLE).unwrap();
+        assert_eq!(c.ops_listen, "127.0.0.1:9464".parse().unwrap());
+        assert_eq!(c.server.header_read_timeout_secs, 10);
+        assert_eq!(c.server.body_read_timeout_secs, 30);
+        assert_eq!(c.server.idle_timeout_secs, 60);
+        assert_eq!(c.server.max_connections, 8192);
+        assert_eq!(c.server.http2_max_concurrent_streams, 100);
+        assert_eq!(c.server.http2_max_header_list_bytes, 16384);
+        let set =
+            format!("{EXAMPLE}\n[server]\nheader_read_timeout_secs = 2\nmax_connections = 8\n");
+        let c = Config::parse(&set).unwrap();
+        assert_eq!(
+            (c.server.header_read_timeout_secs, c.server.max_connections),
+            (2, 8)
+        );
+        for bad in [
+            "header_read_timeout_secs = 0",
+            "body_read_timeout_secs = 0",
+            "idle_timeout_secs = 0",
+            "max_connections = 0",
+            "http2_max_concurrent_streams = 0",
+            "http2_max_header_list_bytes = 100",
+        ] {
+            let text = format!("{EXAMPLE}\n[server]\n{bad}\n");
+            assert!(
+                matches!(Config::parse(&text), Err(ConfigError::Invalid(_))),
+                "{bad}"
+            );
+        }
+        assert!(Config::parse(&format!("{EXAMPLE}\n[server]\nnope = 1\n")).is_err());
+        // Metrics never on the public port.
+        let same = EXAMPLE.replace(
+            "listen = \"127.0.0.1:8080\"",
+            "listen = \"127.0.0.1:8080\"\nops_listen = \"127.0.0.1:8080\"",
+        );
+        assert!(matches!(Config::parse(&same), Err(ConfigError::Invalid(_))));
+        let zero = EXAMPLE.replace(
+            "listen = \"127.0.0.1:8080\"",
+            "listen = \"127.0.0.1:0\"\nops_listen = \"127.0.0.1:0\"",
+        );
+        assert!(Config::parse(&zero).is_ok());
     }
 
     #[test]

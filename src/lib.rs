@@ -25,6 +25,7 @@ pub mod nin;
 pub mod population;
 pub mod redact;
 pub mod search;
+pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod time;

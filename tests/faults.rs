@@ -91,7 +91,7 @@ async fn falls_back(fault: Option<Fault>) {
 
 /// `gjeldsbro_lender_fallbacks_total{lender=ID,result="snapshot"}` from /metrics.
 async fn snapshot_fallbacks(b: &common::Broker, lender: &str) -> f64 {
-    let text = b.get("/metrics").await.text();
+    let text = b.ops_get("/metrics").await.text();
     text.lines()
         .filter(|l| l.starts_with("gjeldsbro_lender_fallbacks_total{"))
         .filter(|l| l.contains(&format!("\"{lender}\"")) && l.contains("\"snapshot\""))

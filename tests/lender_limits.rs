@@ -87,7 +87,7 @@ async fn a_slow_lender_never_has_more_than_its_cap_in_flight() {
         "the lookups beyond the cap were not sent: {} calls",
         stats.customer_calls
     );
-    let text = b.get("/metrics").await.text();
+    let text = b.ops_get("/metrics").await.text();
     let limited = format!(
         "gjeldsbro_lender_calls_total{{lender=\"{}\",outcome=\"limited\"}}",
         fx.specs[0].id

@@ -105,7 +105,7 @@ async fn dashboards_and_rules_name_only_exposed_metrics() {
     })
     .await;
     let (b, _) = exercised_broker(&fx).await;
-    let scrape = b.get("/metrics").await;
+    let scrape = b.ops_get("/metrics").await;
     assert_eq!(scrape.status, 200);
     let scrape = scrape.text();
     let families = families(&scrape);
@@ -196,7 +196,7 @@ async fn metrics_hold_no_national_id() {
     })
     .await;
     let (b, used) = exercised_broker(&fx).await;
-    let scrape = b.get("/metrics").await.text();
+    let scrape = b.ops_get("/metrics").await.text();
     assert!(scrape.contains("gjeldsbro_lender_calls_total"));
     for p in fx.pop.persons().iter().chain(used.iter()) {
         assert!(
@@ -233,7 +233,8 @@ async fn readiness_turns_false_when_a_snapshot_is_too_old() {
     let b = fx
         .broker_with(|t| format!("{t}\n[readiness]\nmax_snapshot_age_hours = 24\n"))
         .await;
-    let r = b.get("/readyz").await;
+    // The detail is on the operations listener.
+    let r = b.ops_get("/readyz").await;
     assert_eq!(r.status, 200, "fresh snapshots: {}", r.text());
     assert_eq!(r.json()["snapshots"], json!(true));
 
@@ -255,7 +256,7 @@ async fn readiness_turns_false_when_a_snapshot_is_too_old() {
         .rows_affected();
     assert_eq!(n, 1);
 
-    let r = b.get("/readyz").await;
+    let r = b.ops_get("/readyz").await;
     assert_eq!(r.status, 503, "a stale snapshot: {}", r.text());
     let body = r.json();
     assert_eq!(body["status"], json!("not_ready"));
@@ -269,11 +270,15 @@ async fn readiness_turns_false_when_a_snapshot_is_too_old() {
         .filter_map(|s| s["lender"].as_str())
         .collect();
     assert_eq!(listed, vec![stale.as_str()]);
+    // The public listener says the same, without naming the lender.
+    let bare = b.get("/readyz").await;
+    assert_eq!(bare.status, 503);
+    assert_eq!(bare.json(), json!({"status": "not_ready"}));
     // Liveness is unaffected: the process is fine, its data is not.
     assert_eq!(b.get("/healthz").await.status, 200);
 
     // The age shows in the metrics too, for the SnapshotStale alert.
-    let scrape = b.get("/metrics").await.text();
+    let scrape = b.ops_get("/metrics").await.text();
     let age = scrape
         .lines()
         .find(|l| {
@@ -351,7 +356,7 @@ async fn the_last_delivery_result_follows_the_store() {
     .await;
     let b = fx.broker().await;
     let lender = fx.specs[0].id.clone();
-    let scrape = b.get("/metrics").await.text();
+    let scrape = b.ops_get("/metrics").await.text();
     assert_eq!(
         lender_value(&scrape, "gjeldsbro_delivery_last_result", &lender),
         Some(1.0)
@@ -371,7 +376,7 @@ async fn the_last_delivery_result_follows_the_store() {
         .load_dataset(&lender, std::io::Cursor::new(bytes), "file", "itest", true)
         .await;
     assert!(r.is_err(), "a delivery under another provider is rejected");
-    let scrape = b.get("/metrics").await.text();
+    let scrape = b.ops_get("/metrics").await.text();
     assert_eq!(
         lender_value(&scrape, "gjeldsbro_delivery_last_result", &lender),
         Some(0.0)

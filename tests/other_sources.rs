@@ -339,7 +339,7 @@ async fn too_busy_is_the_lenders_limit_not_a_failure() {
         );
     }
     assert_eq!(w.students.saldo_calls(), 7, "every call reached the lender");
-    let metrics = w.b.get("/metrics").await.text();
+    let metrics = w.b.ops_get("/metrics").await.text();
     assert!(
         metrics
             .contains("gjeldsbro_lender_calls_total{lender=\"lanekassen\",outcome=\"limited\"} 7"),

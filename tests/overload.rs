@@ -64,7 +64,7 @@ async fn beyond_the_queue_requests_are_refused_at_once() {
     // While they run, the operational routes answer.
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert_eq!(b.get("/healthz").await.status, 200);
-    assert_eq!(b.get("/metrics").await.status, 200);
+    assert_eq!(b.ops_get("/metrics").await.status, 200);
 
     let mut admitted = Vec::new();
     let mut refused = Vec::new();
@@ -87,7 +87,7 @@ async fn beyond_the_queue_requests_are_refused_at_once() {
         refused.iter().all(|&o| o < first_admitted),
         "every refusal came before the first admitted answer"
     );
-    let metrics = b.get("/metrics").await.text();
+    let metrics = b.ops_get("/metrics").await.text();
     let count = |reason: &str| -> f64 {
         metrics
             .lines()

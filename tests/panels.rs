@@ -234,7 +234,7 @@ async fn a_load_run_renders_the_key_panels() {
         }));
     }
 
-    let mut scrapes = vec![(Instant::now(), parse(&b.get("/metrics").await.text()))];
+    let mut scrapes = vec![(Instant::now(), parse(&b.ops_get("/metrics").await.text()))];
     let started = scrapes[0].0;
     for w in 0..WINDOWS {
         if w == FAULT_FROM {
@@ -247,7 +247,7 @@ async fn a_load_run_renders_the_key_panels() {
             fx.sim(FAULTY).set_behaviour(Behaviour::default());
         }
         tokio::time::sleep(WINDOW).await;
-        scrapes.push((Instant::now(), parse(&b.get("/metrics").await.text())));
+        scrapes.push((Instant::now(), parse(&b.ops_get("/metrics").await.text())));
     }
     stop.store(true, Ordering::Relaxed);
     for w in workers {

@@ -67,7 +67,7 @@ async fn a_flooding_organisation_is_limited_and_the_others_are_not() {
         );
     }
     let metrics = client()
-        .get(format!("{}/metrics", b.url))
+        .get(format!("{}/metrics", b.ops_url))
         .send()
         .await
         .unwrap()

@@ -13,7 +13,7 @@ use serde_json::json;
 /// `gjeldsbro_lender_calls_total` and `gjeldsbro_lender_fallbacks_total` lines
 /// for one lender, summed by a label value.
 async fn metric(b: &Broker, name: &str, lender: &str, label: &str) -> f64 {
-    let text = b.get("/metrics").await.text();
+    let text = b.ops_get("/metrics").await.text();
     text.lines()
         .filter(|l| l.starts_with(&format!("{name}{{")))
         .filter(|l| l.contains(&format!("lender=\"{lender}\"")) && l.contains(label))

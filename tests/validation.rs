@@ -351,7 +351,7 @@ async fn routes_methods_and_trace_ids() {
     let r = b.get(&format!("/v1/debt/{p}/nothing-here")).await;
     r.assert_error(404);
     assert!(!r.text().contains(&p));
-    let metrics = b.get("/metrics").await;
+    let metrics = b.ops_get("/metrics").await;
     assert_eq!(metrics.status, 200);
     let text = metrics.text();
     assert!(text.contains("gjeldsbro_http_server_requests_total"));

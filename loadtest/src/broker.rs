@@ -2,7 +2,7 @@
 //! crate cannot link the broker (the broker depends on it), and a separate
 //! process is also what lets us read its own CPU time and peak memory from
 //! /proc. Also the one-shot CLI calls (`pull`, `dev-token`) and reading
-//! `/metrics`.
+//! `/metrics` (on the broker's operations listener, `ops_listen`).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -23,6 +23,8 @@ pub struct BrokerProcess {
     child: tokio::process::Child,
     pid: u32,
     pub url: String,
+    /// The operations listener: `/metrics`, detailed `/readyz`.
+    pub ops_url: String,
     log: PathBuf,
 }
 
@@ -62,6 +64,7 @@ impl BrokerProcess {
         bin: &Path,
         config: &Path,
         addr: std::net::SocketAddr,
+        ops: std::net::SocketAddr,
         log: &Path,
     ) -> Result<BrokerProcess, RunError> {
         let log_file = std::fs::File::create(log)
@@ -86,6 +89,7 @@ impl BrokerProcess {
             child,
             pid,
             url: format!("http://{addr}"),
+            ops_url: format!("http://{ops}"),
             log: log.to_owned(),
         };
         broker.wait_ready().await?;

@@ -141,6 +141,7 @@ impl Sims {
 pub fn broker_config(
     scenario: &Scenario,
     listen: SocketAddr,
+    ops_listen: SocketAddr,
     db: &Path,
     jwks: &Path,
     lenders: &[LenderSpec],
@@ -155,6 +156,7 @@ pub fn broker_config(
     let mut out = format!(
         "# Written by the Gjeldsbro load generator for scenario {name:?}.\n\
          listen = \"{listen}\"\n\
+         ops_listen = \"{ops_listen}\"\n\
          accept_synthetic_ids = true\n\
          dev_mode = true\n\n\
          [store]\nurl = \"sqlite://{db}\"\n\n\
@@ -247,10 +249,12 @@ async fn start_broker(
     let jwks = work.join("dev-jwks.json");
     std::fs::write(&jwks, DEV_JWKS).map_err(io("cannot write", &jwks))?;
     let listen = free_port()?;
+    let ops_listen = free_port()?;
     let config = work.join("gjeldsbro.toml");
     let config_text = broker_config(
         scenario,
         listen,
+        ops_listen,
         &work.join("broker.db"),
         &jwks,
         specs,
@@ -282,8 +286,14 @@ async fn start_broker(
     .await?
     .trim()
     .to_owned();
-    let broker =
-        BrokerProcess::start(&opts.broker_bin, &config, listen, &work.join("broker.log")).await?;
+    let broker = BrokerProcess::start(
+        &opts.broker_bin,
+        &config,
+        listen,
+        ops_listen,
+        &work.join("broker.log"),
+    )
+    .await?;
     Ok((broker, token))
 }
 
@@ -399,7 +409,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutput, Ru
     };
     let scraper = targets::client(4, Duration::from_secs(5))
         .map_err(|e| RunError::Io(format!("HTTP client: {e}")))?;
-    let metrics_url = format!("{}/metrics", broker_proc.url);
+    let metrics_url = format!("{}/metrics", broker_proc.ops_url);
     let start = Instant::now() + Duration::from_millis(100);
     let measure_from = start + schedule.warmup;
     let measure_to = measure_from + schedule.duration;
@@ -678,6 +688,7 @@ breaker_failures = 3
         let text = broker_config(
             &s,
             "127.0.0.1:18080".parse().expect("addr"),
+            "127.0.0.1:19464".parse().expect("addr"),
             Path::new("/tmp/x/broker.db"),
             Path::new("/tmp/x/dev-jwks.json"),
             &specs,
@@ -685,6 +696,7 @@ breaker_failures = 3
         );
         let v: toml::Value = toml::from_str(&text).expect("valid TOML");
         assert_eq!(v["listen"].as_str(), Some("127.0.0.1:18080"));
+        assert_eq!(v["ops_listen"].as_str(), Some("127.0.0.1:19464"));
         assert_eq!(v["accept_synthetic_ids"].as_bool(), Some(true));
         assert_eq!(v["dev_mode"].as_bool(), Some(true), "it trusts the dev key");
         assert_eq!(

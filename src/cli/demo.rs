@@ -11,7 +11,7 @@ use gjeldsbro_loadtest::population::{LenderSpec, Population, generate};
 use gjeldsbro_loadtest::sim::{self, Behaviour, SimHandle};
 
 use super::{CliError, DevTokenArgs, dev_embed_token, dev_token};
-use crate::app::{AppState, bind, serve, shutdown_signal};
+use crate::app::{AppState, bind, bind_ops, serve_with_ops, shutdown_signal};
 use crate::config::Config;
 
 /// The dev key pair, compiled in so the demo runs from any directory.
@@ -197,6 +197,9 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     let listener = bind(&state.config)
         .await
         .map_err(|e| CliError::Message(e.to_string()))?;
+    let ops = bind_ops(&state.config)
+        .await
+        .map_err(|e| CliError::Message(e.to_string()))?;
     let person_token = dev_token(
         DEV_SIGNING_KEY.as_bytes(),
         DevTokenArgs {
@@ -231,7 +234,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         &person,
         &person_token,
     )?;
-    let result = serve(state, listener, shutdown_signal()).await;
+    let result = serve_with_ops(state, listener, Some(ops), shutdown_signal()).await;
     for s in sims {
         s.shutdown().await;
     }
@@ -292,7 +295,9 @@ fn print_banner(
     let url = format!("http://{}", config.listen);
     println!();
     println!("Gjeldsbro demo is running (synthetic data only). Ctrl-C stops it.");
-    println!("  broker:   {url}   (metrics: {url}/metrics, health: {url}/readyz)");
+    let ops = format!("http://{}", config.ops_listen);
+    println!("  broker:   {url}   (health: {url}/readyz)");
+    println!("  ops:      {ops}   (metrics: {ops}/metrics, readiness detail: {ops}/readyz)");
     println!("  config:   {}", config_path.display());
     println!();
     println!("A dev token for Demo Bank ASA ({DEMO_BANK}, scope debt.search), valid 8 hours:");

@@ -64,12 +64,7 @@ pub(crate) fn api_error(e: ConsentError, trace_id: &str) -> ApiError {
 }
 
 /// An organisation token (a person token alone is refused).
-fn org_caller(
-    app: &AppState,
-    headers: &HeaderMap,
-    cert: &super::ClientCert,
-) -> Result<(Caller, String), ApiError> {
-    let caller = super::authenticate(app, headers, cert)?;
+fn org_caller(caller: Caller) -> Result<(Caller, String), ApiError> {
     match caller.org_no.clone() {
         Some(org) => Ok((caller, org)),
         None => Err(ApiError::forbidden(
@@ -108,11 +103,11 @@ fn agreement_answer(c: &StoredConsent) -> Response {
 pub async fn put_agreement(
     State(app): State<Arc<AppState>>,
     Extension(TraceId(trace_id)): Extension<TraceId>,
-    cert: super::ClientCert,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (caller, org) = org_caller(&app, &headers, &cert)?;
+    let (caller, org) = org_caller(caller)?;
     if !caller.has_scope(SCOPE_CREATE) {
         return Err(ApiError::forbidden(format!(
             "the token lacks the {SCOPE_CREATE} scope"
@@ -185,11 +180,11 @@ pub async fn put_agreement(
 pub async fn get_debt(
     State(app): State<Arc<AppState>>,
     Extension(TraceId(trace_id)): Extension<TraceId>,
-    cert: super::ClientCert,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (caller, org) = org_caller(&app, &headers, &cert)?;
+    let (caller, org) = org_caller(caller)?;
     // Checked before the id is even looked at, so it tells nothing about it.
     if !has_any_consent_scope(&caller) {
         return Err(ApiError::forbidden(
@@ -284,12 +279,11 @@ fn count_check(app: &AppState, outcome: &str) {
 /// scope or `consent.create`.
 async fn managed_consent(
     app: &AppState,
-    headers: &HeaderMap,
-    cert: &super::ClientCert,
+    caller: Caller,
     id: &str,
     trace_id: &str,
 ) -> Result<(String, StoredConsent), ApiError> {
-    let (caller, org) = org_caller(app, headers, cert)?;
+    let (caller, org) = org_caller(caller)?;
     if !has_any_consent_scope(&caller) && !caller.has_scope(SCOPE_CREATE) {
         return Err(ApiError::forbidden(
             "the token lacks a consent scope (consent.create, debt.unsecured.presentation or debt.unsecured.processing)",
@@ -308,11 +302,10 @@ async fn managed_consent(
 pub async fn get_status(
     State(app): State<Arc<AppState>>,
     Extension(TraceId(trace_id)): Extension<TraceId>,
-    cert: super::ClientCert,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (_, c) = managed_consent(&app, &headers, &cert, &id, &trace_id).await?;
+    let (_, c) = managed_consent(&app, caller, &id, &trace_id).await?;
     let state = consent::rules::state(&c, OffsetDateTime::now_utc());
     Ok(super::json_response(&json!({
         "active": state == consent::State::Active,
@@ -324,11 +317,10 @@ pub async fn get_status(
 pub async fn delete(
     State(app): State<Arc<AppState>>,
     Extension(TraceId(trace_id)): Extension<TraceId>,
-    cert: super::ClientCert,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (org, c) = managed_consent(&app, &headers, &cert, &id, &trace_id).await?;
+    let (org, c) = managed_consent(&app, caller, &id, &trace_id).await?;
     let at = crate::time::format_fixed(OffsetDateTime::now_utc());
     let archived = app
         .lookup
@@ -359,11 +351,10 @@ fn parse_param<T: std::str::FromStr>(
 pub async fn feed(
     State(app): State<Arc<AppState>>,
     Extension(TraceId(trace_id)): Extension<TraceId>,
-    cert: super::ClientCert,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (caller, org) = org_caller(&app, &headers, &cert)?;
+    let (caller, org) = org_caller(caller)?;
     if !caller.has_scope(SCOPE_EVENTS) {
         return Err(ApiError::forbidden(format!(
             "the token lacks the {SCOPE_EVENTS} scope"

@@ -24,14 +24,12 @@ pub const SCOPE_DELIVERY: &str = "debt.delivery";
 pub async fn push(
     State(app): State<Arc<AppState>>,
     Extension(TraceId(trace_id)): Extension<TraceId>,
-    cert: super::ClientCert,
+    Extension(caller): Extension<crate::auth::Caller>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let (_, org) = super::authorize_org(
-        &app,
-        &headers,
-        &cert,
+        caller,
         &[Role::Lender],
         SCOPE_DELIVERY,
         "deliveries come from lenders",

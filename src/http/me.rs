@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::Extension;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use gjeldsbro_adapter::KindSet;
 use serde_json::{Value, json};
@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use super::error::ApiError;
 use super::trace::TraceId;
 use crate::app::AppState;
+use crate::auth::Caller;
 use crate::consent::{self, ConsentError};
 use crate::lookup::{TraceContext, merge};
 use crate::model::DebtInformation;
@@ -35,13 +36,8 @@ const MAX_DISCLOSURES: u32 = 500;
 /// The person behind a person token. A token that also names an organisation is
 /// an organisation's token and gets no own view: a client could otherwise read a
 /// person's debt without a consent and without a disclosure record.
-pub(crate) fn person(
-    app: &AppState,
-    headers: &HeaderMap,
-    cert: &super::ClientCert,
-) -> Result<NationalId, ApiError> {
+pub(crate) fn person(app: &AppState, caller: Caller) -> Result<NationalId, ApiError> {
     // An organisation's client certificate makes the caller an organisation.
-    let caller = super::authenticate(app, headers, cert)?;
     match (caller.person, &caller.org_no) {
         (Some(p), None) => {
             person_quota(app, p)?;
@@ -142,10 +138,9 @@ fn org_json(app: &AppState, org: &str) -> Value {
 pub async fn debt(
     State(app): State<Arc<AppState>>,
     Extension(TraceId(trace_id)): Extension<TraceId>,
-    cert: super::ClientCert,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
 ) -> Result<Response, ApiError> {
-    let nin = person(&app, &headers, &cert)?;
+    let nin = person(&app, caller)?;
     // The person sees every kind of debt held about them: student loans and
     // collection cases too.
     let (info, stats) = own_debt(&app, nin, KindSet::ALL, &trace_id).await;
@@ -160,10 +155,9 @@ pub async fn debt(
 pub async fn consents(
     State(app): State<Arc<AppState>>,
     Extension(TraceId(trace_id)): Extension<TraceId>,
-    cert: super::ClientCert,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
 ) -> Result<Response, ApiError> {
-    let nin = person(&app, &headers, &cert)?;
+    let nin = person(&app, caller)?;
     let store = &app.lookup.store;
     let unavailable = |e| super::consent::api_error(ConsentError::Store(e), &trace_id);
     let list = store.consents_of_person(nin).await.map_err(unavailable)?;
@@ -204,11 +198,10 @@ pub async fn consents(
 pub async fn withdraw(
     State(app): State<Arc<AppState>>,
     Extension(TraceId(trace_id)): Extension<TraceId>,
-    cert: super::ClientCert,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let nin = person(&app, &headers, &cert)?;
+    let nin = person(&app, caller)?;
     if !consent::is_consent_id(&id) {
         return Err(ApiError::bad_request("not a consent id"));
     }
@@ -238,10 +231,9 @@ pub async fn withdraw(
 pub async fn disclosures(
     State(app): State<Arc<AppState>>,
     Extension(TraceId(trace_id)): Extension<TraceId>,
-    cert: super::ClientCert,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
 ) -> Result<Response, ApiError> {
-    let nin = person(&app, &headers, &cert)?;
+    let nin = person(&app, caller)?;
     let records = app
         .lookup
         .store

@@ -2,7 +2,10 @@
 //! authenticate, validate and translate; the work happens in the layers below,
 //! which know nothing of HTTP.
 
+mod authn;
+mod buffer;
 pub mod consent;
+pub mod deadline;
 mod delivery;
 mod embed;
 pub mod error;
@@ -19,7 +22,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{MethodRouter, get, post, put};
 use serde::Serialize;
 
 use crate::app::AppState;
@@ -27,45 +30,94 @@ use crate::auth::Caller;
 pub use error::ApiError;
 pub use search::SCOPE_SEARCH;
 
-/// Every route the broker serves.
+/// The most an embedded page's form post may hold: a token, a partner, a
+/// reference and a CSRF token, never more.
+const EMBED_FORM_MAX_BYTES: usize = 16 * 1024;
+
+/// Every route the public listener serves.
 pub fn router(state: Arc<AppState>) -> Router {
     // The API routes share one load-shedding gate; the operational ones stay
-    // reachable when it is shut.
-    let api = Router::new()
-        .route("/api/rest/v2/debt/search", post(search::handler))
-        // The push handler enforces its own (larger) limit while streaming.
-        .route("/debt-information/v1/loans", post(delivery::push))
+    // reachable when it is shut. Layers run last-added first, so a request is
+    // authenticated from its headers (and counted against its quota), then has
+    // its small body read whole, and only then waits for a slot. They are put on
+    // each method's handler, not the route, so a wrong method is still `405`.
+    let overload =
+        || axum::middleware::from_fn_with_state(state.overload.clone(), overload::middleware);
+    let buffered = |limit: usize| axum::middleware::from_fn_with_state(limit, buffer::middleware);
+    let authenticated = || axum::middleware::from_fn_with_state(state.clone(), authn::middleware);
+    let max_body = state.config.max_body_bytes;
+    let api = |m: MethodRouter<Arc<AppState>>| {
+        m.route_layer(overload())
+            .route_layer(buffered(max_body))
+            .route_layer(authenticated())
+    };
+    // The push handler enforces its own (larger) limit while streaming, so its
+    // body is read under the slot; only an authenticated caller gets there.
+    let push =
+        |m: MethodRouter<Arc<AppState>>| m.route_layer(overload()).route_layer(authenticated());
+    // The embedded page: its session form carries the credential in the body,
+    // so that body is small, read whole before a slot is taken, and under the
+    // body deadline like every other.
+    let embedded = |m: MethodRouter<Arc<AppState>>| {
+        m.route_layer(overload())
+            .route_layer(buffered(EMBED_FORM_MAX_BYTES))
+            .layer(DefaultBodyLimit::max(EMBED_FORM_MAX_BYTES))
+    };
+    let routes = Router::new()
+        .route("/api/rest/v2/debt/search", api(post(search::handler)))
+        .route("/debt-information/v1/loans", push(post(delivery::push)))
         // Consents (issue 5): the client API, the person's own view, the embedded page.
-        .route("/v1/consent/agreement", put(consent::put_agreement))
+        .route("/v1/consent/agreement", api(put(consent::put_agreement)))
         .route(
             "/v1/debt/{consent_id}",
-            get(consent::get_debt).delete(consent::delete),
+            api(get(consent::get_debt).delete(consent::delete)),
         )
-        .route("/v1/debt/{consent_id}/status", get(consent::get_status))
-        .route("/feed/v1/consent", get(consent::feed))
-        .route("/v1/me/debt", get(me::debt))
-        .route("/v1/me/consents", get(me::consents))
+        .route(
+            "/v1/debt/{consent_id}/status",
+            api(get(consent::get_status)),
+        )
+        .route("/feed/v1/consent", api(get(consent::feed)))
+        .route("/v1/me/debt", api(get(me::debt)))
+        .route("/v1/me/consents", api(get(me::consents)))
         .route(
             "/v1/me/consents/{consent_id}",
-            axum::routing::delete(me::withdraw),
+            api(axum::routing::delete(me::withdraw)),
         )
-        .route("/v1/me/disclosures", get(me::disclosures))
-        .route("/embed/v1/session", post(embed::start_session))
-        .route("/embed/v1/debt", get(embed::page))
-        .route("/embed/v1/consent", post(embed::give_consent))
-        .route("/embed/v1/consent/withdraw", post(embed::withdraw_consent))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.overload.clone(),
-            overload::middleware,
-        ));
-    Router::new()
-        .merge(api)
+        .route("/v1/me/disclosures", api(get(me::disclosures)))
+        .route("/embed/v1/session", embedded(post(embed::start_session)))
+        .route("/embed/v1/debt", embedded(get(embed::page)))
+        .route("/embed/v1/consent", embedded(post(embed::give_consent)))
+        .route(
+            "/embed/v1/consent/withdraw",
+            embedded(post(embed::withdraw_consent)),
+        );
+    let body_deadline = std::time::Duration::from_secs(state.config.server.body_read_timeout_secs);
+    routes
         .route("/admin/deliveries", get(ops::deliveries))
+        // For load balancers: status only. Metrics and detail are on `ops_listen`.
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz_bare))
+        .fallback(fallback)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            body_deadline,
+            deadline::middleware,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            trace::middleware,
+        ))
+        .with_state(state)
+}
+
+/// What the operations listener serves: metrics, detailed readiness, liveness.
+pub fn ops_router(state: Arc<AppState>) -> Router {
+    Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .fallback(fallback)
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(DefaultBodyLimit::max(4096))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             trace::middleware,
@@ -106,17 +158,15 @@ pub(crate) fn authenticate(
     Ok(caller)
 }
 
-/// Authenticates an organisation token and checks that the organisation holds one
-/// of `roles` and the token carries `scope`. Returns the caller and its org number.
+/// Checks that the authenticated caller (see [`authn`]) is an organisation
+/// holding one of `roles` with a token carrying `scope`. Returns the caller and
+/// its org number.
 pub(crate) fn authorize_org(
-    app: &AppState,
-    headers: &HeaderMap,
-    cert: &ClientCert,
+    caller: Caller,
     roles: &[crate::config::Role],
     scope: &str,
     who: &'static str,
 ) -> Result<(Caller, String), ApiError> {
-    let caller = authenticate(app, headers, cert)?;
     let Some(org) = caller.org_no.clone() else {
         return Err(ApiError::forbidden(who));
     };

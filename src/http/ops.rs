@@ -1,4 +1,6 @@
-//! Operations endpoints: liveness, readiness, metrics.
+//! Operations endpoints: liveness, readiness, metrics. `/metrics` and the
+//! detailed `/readyz` are served on `ops_listen` only; the public listener has
+//! `/healthz` and a bare `/readyz` (status, no detail) for load balancers.
 
 use std::sync::Arc;
 
@@ -23,8 +25,25 @@ const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Ready when the store answers, the index has been loaded, and no lender's
 /// dataset is older than `[readiness] max_snapshot_age_hours` (a lender with no
 /// dataset does not count; see `ReadinessConfig`). The body names the stale
-/// lenders, so an operator sees why without reading logs.
+/// lenders, so an operator sees why without reading logs (on the operations
+/// listener; see [`readyz_bare`]).
 pub async fn readyz(State(app): State<Arc<AppState>>) -> Response {
+    readiness(&app).await
+}
+
+/// The public listener's `/readyz`: the same status, no detail (which lenders'
+/// data is stale is not for clients).
+pub async fn readyz_bare(State(app): State<Arc<AppState>>) -> Response {
+    let status = readiness(&app).await.status();
+    let word = if status.is_success() {
+        "ready"
+    } else {
+        "not_ready"
+    };
+    (status, Json(serde_json::json!({ "status": word }))).into_response()
+}
+
+async fn readiness(app: &AppState) -> Response {
     let store = tokio::time::timeout(STORE_WAIT, app.lookup.store.ping()).await;
     let store_ok = matches!(store, Ok(Ok(())));
     let index_ok = app.index_loaded.load(std::sync::atomic::Ordering::Acquire);

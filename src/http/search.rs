@@ -30,14 +30,12 @@ const MAX_CO_BORROWERS: usize = 10;
 pub async fn handler(
     State(app): State<Arc<AppState>>,
     Extension(TraceId(trace_id)): Extension<TraceId>,
-    cert: super::ClientCert,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (caller, org_no) = super::authorize_org(
-        &app,
-        &headers,
-        &cert,
+        caller,
         &[Role::FinancialInstitution, Role::CreditBureau],
         SCOPE_SEARCH,
         "search is for financial institutions and credit bureaus",

@@ -1,38 +1,24 @@
 //! Serving the router over TLS, and swapping certificates without a restart.
 //!
-//! `axum::serve` speaks plain TCP only, so the TLS path has its own accept loop:
-//! tokio-rustls does the handshake on each connection's own task, hyper-util's
-//! auto builder serves HTTP/1.1 or HTTP/2 on the result, and hyper-util's
-//! `GracefulShutdown` drains open connections on shutdown, as `axum::serve` does.
+//! The accept loop is `crate::server`'s, the same for plain HTTP and TLS: it
+//! does the handshake on each connection's own task with an acceptor from here.
 //!
 //! The rustls `ServerConfig` sits in an `ArcSwap`; each connection builds its
 //! acceptor from whatever config is current, so a reload affects new
 //! connections at once and never disturbs open ones. A reload that fails (a
 //! missing, garbled or mismatched file) is logged and the old config stays.
 
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use axum::Router;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
 
 use super::TlsError;
 use super::config::{ServerFiles, TlsConfig, server_config};
-use super::peer::{CertSummary, PeerIdentity};
+use super::peer::CertSummary;
 use crate::config::Config;
-
-/// A client that connects and never finishes the handshake is dropped after this.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Modification time and length of each file, in `ServerFiles::paths` order;
 /// `None` for a file that cannot be stat'ed (being replaced, say).
@@ -260,75 +246,4 @@ fn log_loaded(message: &'static str, leaf: &CertSummary) {
         tracing::warn!(serial = %leaf.serial, not_after = %leaf.not_after, "the listener's TLS certificate has expired");
     }
     tracing::info!(serial = %leaf.serial, not_after = %leaf.not_after, "{message}");
-}
-
-/// Serves `app` over TLS on `listener` until `shutdown` completes, then waits
-/// for open connections to finish their requests.
-pub async fn serve_tls(
-    listener: TcpListener,
-    app: Router,
-    tls: Arc<ServerTls>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, _remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = tls.acceptor();
-        let app = app.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            // A failed handshake ends this connection only, never the loop.
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => {
-                    // Unknown CA, expired certificate, plain HTTP on the TLS port...
-                    // rustls's message names the reason, not the certificate.
-                    tracing::debug!(error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!("TLS handshake timed out");
-                    return;
-                }
-            };
-            let peer = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|chain| chain.first())
-                .map(|leaf| PeerIdentity::from_leaf(leaf));
-            let service = app.map_request(move |mut request: http::Request<Incoming>| {
-                if let Some(peer) = &peer {
-                    request.extensions_mut().insert(peer.clone());
-                }
-                request
-            });
-            let connection = builder.serve_connection_with_upgrades(
-                TokioIo::new(stream),
-                TowerToHyperService::new(service),
-            );
-            if let Err(e) = watcher.watch(connection).await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
-    }
-    // Stop accepting, then let open connections finish what they started.
-    drop(listener);
-    graceful.shutdown().await;
-    Ok(())
 }

@@ -3,7 +3,7 @@
 //! broker's own certificate presented to lenders.
 //!
 //! - [`config`]: the `[tls]` and `[lender_tls]` tables, PEM loading, rustls configs.
-//! - [`listener`]: the accept loop (tokio-rustls + hyper-util) and the reloader.
+//! - [`listener`]: the reloadable server config (the accept loop is `crate::server`'s).
 //! - [`peer`]: the organisation named by a client certificate.
 //! - [`lender`]: the per-lender client identity and trusted CAs for reqwest.
 //!
@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use config::{LenderTlsConfig, TlsConfig};
-pub use listener::{ServerTls, serve_tls};
+pub use listener::ServerTls;
 pub use peer::PeerIdentity;
 
 /// Why TLS material cannot be used. The texts name files and reasons, never the

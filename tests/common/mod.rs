@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gjeldsbro::app::{AppState, bind, serve};
+use gjeldsbro::app::{AppState, bind, bind_ops, serve_with_ops};
 use gjeldsbro::auth::devtoken::{self, DevClaims};
 use gjeldsbro::config::Config;
 use gjeldsbro_adapter::{Loan, LoanType};
@@ -216,7 +216,7 @@ impl Fixture {
     pub fn config_text(&self, listen: &str, accept_synthetic: bool) -> String {
         let jwks = manifest_path("config/dev-jwks.json");
         let mut out = format!(
-            "listen = \"{listen}\"\naccept_synthetic_ids = {accept_synthetic}\ndev_mode = true\n\n\
+            "listen = \"{listen}\"\nops_listen = \"127.0.0.1:0\"\naccept_synthetic_ids = {accept_synthetic}\ndev_mode = true\n\n\
              [store]\nurl = \"sqlite://{db}\"\n\n\
              [auth]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\njwks_file = \"{jwks}\"\n\n\
              [[clients]]\norg_no = \"{FI}\"\nname = \"Itest Bank ASA\"\nroles = [\"financial_institution\"]\n\n\
@@ -388,6 +388,9 @@ pub struct Broker {
     pub state: Arc<AppState>,
     pub addr: SocketAddr,
     pub url: String,
+    /// The operations listener (`ops_listen`): `/metrics`, detailed `/readyz`.
+    pub ops_addr: SocketAddr,
+    pub ops_url: String,
     pub client: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -400,14 +403,23 @@ impl Broker {
         let state = AppState::build(config).await.expect("build");
         let listener = bind(&state.config).await.expect("bind");
         let addr = listener.local_addr().unwrap();
+        let ops = bind_ops(&state.config).await.expect("bind ops");
+        let ops_addr = ops.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(serve(state.clone(), listener, async move {
-            let _ = rx.await;
-        }));
+        tokio::spawn(serve_with_ops(
+            state.clone(),
+            listener,
+            Some(ops),
+            async move {
+                let _ = rx.await;
+            },
+        ));
         Broker {
             state,
             addr,
             url: format!("http://{addr}"),
+            ops_addr,
+            ops_url: format!("http://{ops_addr}"),
             client: client(),
             stop: Some(tx),
         }
@@ -484,6 +496,18 @@ impl Broker {
     pub async fn put_json(&self, path: &str, token: &str, body: &Value) -> Resp {
         self.send(reqwest::Method::PUT, path, Some(token), Some(body))
             .await
+    }
+
+    /// A GET on the operations listener (`/metrics`, `/readyz` with detail).
+    pub async fn ops_get(&self, path: &str) -> Resp {
+        Resp::from(
+            self.client
+                .get(format!("{}{path}", self.ops_url))
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
     }
 
     pub async fn get(&self, path: &str) -> Resp {
