@@ -16,7 +16,7 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread")]
 async fn beyond_the_queue_requests_are_refused_at_once() {
     let fx = Fixture::new(Options {
-        timeout_ms: 3000,
+        timeout_ms: 10_000,
         ..Options::default()
     })
     .await;
@@ -33,7 +33,9 @@ async fn beyond_the_queue_requests_are_refused_at_once() {
         .await;
     for (_, sim) in fx.live_sims() {
         sim.set_behaviour(Behaviour {
-            latency: Latency::Fixed { ms: 1500 },
+            // Far beyond the queue wait (300 ms): every refusal comes before the
+            // first admitted answer however slowly a busy machine sends them.
+            latency: Latency::Fixed { ms: 4000 },
             ..Behaviour::default()
         });
     }

@@ -1,6 +1,8 @@
-//! Per-client quotas against the running broker: an organisation sending five
-//! times its quota gets 429 (with Retry-After and RateLimit-* headers) for the
+//! Per-client quotas against the running broker: an organisation sending far
+//! beyond its quota gets 429 (with Retry-After and RateLimit-* headers) for the
 //! excess, while another organisation's lookups at the same time all succeed.
+//! The quota is one request a second, so the counts hold however long the 50
+//! requests take to send on a busy machine (up to 20 s).
 
 mod common;
 
@@ -10,10 +12,10 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread")]
 async fn a_flooding_organisation_is_limited_and_the_others_are_not() {
     let fx = Fixture::new(Options::default()).await;
-    // The bank gets 10 requests per second; the bureau keeps the default 100.
+    // The bank gets 1 request per second; the bureau keeps the default 100.
     let text = fx.config_text("127.0.0.1:0", true).replace(
         "roles = [\"financial_institution\"]\n",
-        "roles = [\"financial_institution\"]\nrequests_per_second = 10\n",
+        "roles = [\"financial_institution\"]\nrequests_per_second = 1\n",
     );
     let path = fx.dir.path().join("limited.toml");
     std::fs::write(&path, text).unwrap();
@@ -51,14 +53,14 @@ async fn a_flooding_organisation_is_limited_and_the_others_are_not() {
             429 => {
                 limited += 1;
                 assert!(headers.get("retry-after").is_some());
-                assert_eq!(headers.get("ratelimit-limit").unwrap(), "10");
+                assert_eq!(headers.get("ratelimit-limit").unwrap(), "1");
                 assert_eq!(headers.get("ratelimit-remaining").unwrap(), "0");
             }
             other => panic!("unexpected status {other}"),
         }
     }
     assert!(limited >= 30, "the excess is refused: {limited} of 50");
-    assert!(admitted >= 10, "the quota is served: {admitted} of 50");
+    assert!(admitted >= 1, "the quota is served: {admitted} of 50");
     for t in others {
         assert_eq!(
             t.await.unwrap().0,
