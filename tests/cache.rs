@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Fixture, Options, client, fi_token};
+use common::{Broker, Fixture, Options, client, fi_token};
 use gjeldsbro_loadtest::sim::{Behaviour, Fault, Latency};
 use serde_json::json;
 
@@ -19,6 +19,30 @@ async fn search(url: &str, ssn: &str) -> (u16, String) {
         .await
         .unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// Lender 0 pushes one charge card for `person` through `broker`; then its
+/// live API fails, so a lookup shows the card only from the snapshot, that is
+/// only once a cached answer is gone.
+async fn push_then_fail(fx: &Fixture, broker: &Broker, person: &str, account: &str, amount: i64) {
+    let org = &fx.specs[0].org_no;
+    let body = json!({"providerID": format!("9908:{org}"), "customers": [{
+        "customerID": person, "financialInstitutionID": org,
+        "loans": [{"type": "chargeCard", "accountID": account, "coBorrower": 0,
+                   "interestBearingBalance": amount, "nonInterestBearingBalance": 0}]}]});
+    broker
+        .state
+        .ingestor
+        .push(
+            org,
+            std::io::Cursor::new(serde_json::to_vec(&body).unwrap()),
+        )
+        .await
+        .unwrap();
+    fx.sim(0).set_behaviour(Behaviour {
+        fault: Fault::Status500,
+        ..Behaviour::default()
+    });
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -87,22 +111,7 @@ async fn a_cached_answer_is_reused_until_a_push_drops_it() {
 
     // The lender pushes a new loan; its live API now fails, so the next lookup
     // shows the new loan only if the cached answer was dropped.
-    let body = json!({"providerID": format!("9908:{}", fx.specs[0].org_no), "customers": [{
-        "customerID": person, "financialInstitutionID": fx.specs[0].org_no,
-        "loans": [{"type": "chargeCard", "accountID": "NEW-1", "coBorrower": 0,
-                   "interestBearingBalance": 77_700, "nonInterestBearingBalance": 0}]}]});
-    b.state
-        .ingestor
-        .push(
-            &fx.specs[0].org_no,
-            std::io::Cursor::new(serde_json::to_vec(&body).unwrap()),
-        )
-        .await
-        .unwrap();
-    fx.sim(0).set_behaviour(Behaviour {
-        fault: Fault::Status500,
-        ..Behaviour::default()
-    });
+    push_then_fail(&fx, &b, &person, "NEW-1", 77_700).await;
     let (status, answer) = search(&b.url, &person).await;
     assert_eq!(status, 200);
     assert_eq!(
@@ -164,24 +173,9 @@ async fn a_push_to_one_instance_drops_the_others_cached_answer() {
     assert_eq!(search(&other.url, &person).await.0, 200);
     assert_eq!(fx.sim(0).calls_for(&person), 1, "the answer was cached");
 
-    let body = json!({"providerID": format!("9908:{}", fx.specs[0].org_no), "customers": [{
-        "customerID": person, "financialInstitutionID": fx.specs[0].org_no,
-        "loans": [{"type": "chargeCard", "accountID": "NEW-2", "coBorrower": 0,
-                   "interestBearingBalance": 66_600, "nonInterestBearingBalance": 0}]}]});
-    a.state
-        .ingestor
-        .push(
-            &fx.specs[0].org_no,
-            std::io::Cursor::new(serde_json::to_vec(&body).unwrap()),
-        )
-        .await
-        .unwrap();
-    // The live API now fails: the other instance shows the pushed loan (from the
-    // snapshot) only once its cached answer is gone.
-    fx.sim(0).set_behaviour(Behaviour {
-        fault: Fault::Status500,
-        ..Behaviour::default()
-    });
+    // Pushed to `a`; the other instance shows the pushed loan (from the
+    // snapshot, the live API now failing) only once its cached answer is gone.
+    push_then_fail(&fx, &a, &person, "NEW-2", 66_600).await;
     let shown = common::eventually(std::time::Duration::from_secs(30), || async {
         let (status, answer) = search(&other.url, &person).await;
         status == 200 && answer.contains("66600")

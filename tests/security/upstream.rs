@@ -142,6 +142,27 @@ impl ScriptedLender {
     }
 }
 
+/// A fixture of one lender (1 s timeout) whose live API is a scripted lender
+/// answering every customer with one charge card.
+async fn one_scripted_lender(
+    account: &'static str,
+    timestamp: &'static str,
+    balance: i64,
+) -> (Fixture, ScriptedLender) {
+    let fx = Fixture::new(Options {
+        lenders: 1,
+        timeout_ms: 1000,
+        ..Options::default()
+    })
+    .await;
+    let org = fx.specs[0].org_no.clone();
+    let lender = ScriptedLender::start(Arc::new(move |c| {
+        answer(c, &org, json!([card(account, timestamp, balance)]))
+    }))
+    .await;
+    (fx, lender)
+}
+
 /// The getDataForSSN answer of lender `org` for `customer` with `loans`.
 fn answer(customer: &str, org: &str, loans: Value) -> Response {
     axum::Json(json!({"customerID": customer, "financialInstitutionID": org, "loans": loans}))
@@ -442,17 +463,7 @@ async fn lender_timestamps_come_out_in_one_form() {
 
 #[tokio::test]
 async fn a_markup_timestamp_is_a_malformed_answer() {
-    let fx = Fixture::new(Options {
-        lenders: 1,
-        timeout_ms: 1000,
-        ..Options::default()
-    })
-    .await;
-    let org = fx.specs[0].org_no.clone();
-    let lender = ScriptedLender::start(Arc::new(move |c| {
-        answer(c, &org, json!([card("X-1", "<b>x</b>", 1000)]))
-    }))
-    .await;
+    let (fx, lender) = one_scripted_lender("X-1", "<b>x</b>", 1000).await;
     let b = fx.broker_with(pointing(&fx, 0, &lender.url)).await;
     let id = fx.specs[0].id.clone();
     let person = fx.persons_at(0)[0].clone();
@@ -564,17 +575,7 @@ async fn ingest_rejects_a_bad_timestamp_and_keeps_the_old_data() {
 
 #[tokio::test]
 async fn only_a_valid_traceparent_reaches_the_lender() {
-    let fx = Fixture::new(Options {
-        lenders: 1,
-        timeout_ms: 1000,
-        ..Options::default()
-    })
-    .await;
-    let org = fx.specs[0].org_no.clone();
-    let lender = ScriptedLender::start(Arc::new(move |c| {
-        answer(c, &org, json!([card("T-1", "2026-01-15T05:00:00Z", 1000)]))
-    }))
-    .await;
+    let (fx, lender) = one_scripted_lender("T-1", "2026-01-15T05:00:00Z", 1000).await;
     // No cache: every search reaches the lender.
     let b = fx
         .broker_with(|t| {
