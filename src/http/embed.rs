@@ -96,7 +96,8 @@ fn refuse_bearer(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// A session of the page, in force.
-struct Session {
+#[derive(Debug, Clone)]
+pub(crate) struct Session {
     /// The cookie's id (the CSRF token is derived from it).
     id: String,
     nin: NationalId,
@@ -139,6 +140,29 @@ async fn session(app: &AppState, headers: &HeaderMap, trace_id: &str) -> Result<
         nin: found.nin,
         partner_org: found.partner_org,
     })
+}
+
+/// The page and its buttons, as a layer outside load shedding and before the
+/// form body is read: the session comes from the cookie (a header), so a request
+/// without one in force is answered `401` without holding a slot or having its
+/// body read; the handler finds the [`Session`] in the request's extensions.
+pub(crate) async fn session_layer(
+    State(app): State<Arc<AppState>>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let trace_id = request
+        .extensions()
+        .get::<TraceId>()
+        .map(|t| t.0.clone())
+        .unwrap_or_default();
+    match session(&app, request.headers(), &trace_id).await {
+        Ok(sess) => {
+            request.extensions_mut().insert(sess);
+            next.run(request).await
+        }
+        Err(e) => e.into_response(),
+    }
 }
 
 /// The partner of a request in `session`: the one the session was opened for.
@@ -248,11 +272,10 @@ pub async fn start_session(
 pub async fn page(
     State(app): State<Arc<AppState>>,
     Extension(TraceId(trace_id)): Extension<TraceId>,
+    Extension(sess): Extension<Session>,
     Query(q): Query<PageQuery>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let r = reference(q.reference.as_deref())?;
-    let sess = session(&app, &headers, &trace_id).await?;
     let p = session_partner(&app, &sess, q.partner.as_deref())?;
     let nin = sess.nin;
     // The person's own view: the partner frames it but cannot read it (another
@@ -342,13 +365,11 @@ pub async fn page(
 
 /// The session and partner of a button press, after the CSRF check: the press
 /// counts only in the session whose page carried the token.
-async fn form_session<'a>(
+fn form_session<'a>(
     app: &'a AppState,
-    headers: &HeaderMap,
+    sess: &Session,
     form: &ConsentForm,
-    trace_id: &str,
 ) -> Result<(NationalId, &'a ClientConfig), ApiError> {
-    let sess = session(app, headers, trace_id).await?;
     let given = form.csrf.as_deref().unwrap_or_default();
     if !embed::csrf_ok(&app.config, &sess.id, given) {
         return Err(ApiError::forbidden(
@@ -357,7 +378,7 @@ async fn form_session<'a>(
     }
     Ok((
         sess.nin,
-        session_partner(app, &sess, form.partner.as_deref())?,
+        session_partner(app, sess, form.partner.as_deref())?,
     ))
 }
 
@@ -367,10 +388,10 @@ async fn form_session<'a>(
 pub async fn give_consent(
     State(app): State<Arc<AppState>>,
     Extension(TraceId(trace_id)): Extension<TraceId>,
-    headers: HeaderMap,
+    Extension(sess): Extension<Session>,
     Form(form): Form<ConsentForm>,
 ) -> Result<Response, ApiError> {
-    let (nin, p) = form_session(&app, &headers, &form, &trace_id).await?;
+    let (nin, p) = form_session(&app, &sess, &form)?;
     let r = reference(form.reference.as_deref())?;
     // The partner finds the consent in its feed by its own `ref` before the `/`.
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
@@ -399,10 +420,10 @@ pub async fn give_consent(
 pub async fn withdraw_consent(
     State(app): State<Arc<AppState>>,
     Extension(TraceId(trace_id)): Extension<TraceId>,
-    headers: HeaderMap,
+    Extension(sess): Extension<Session>,
     Form(form): Form<ConsentForm>,
 ) -> Result<Response, ApiError> {
-    let (nin, p) = form_session(&app, &headers, &form, &trace_id).await?;
+    let (nin, p) = form_session(&app, &sess, &form)?;
     let r = reference(form.reference.as_deref())?;
     let id = form.consent_id.as_deref().unwrap_or_default();
     if !consent::is_consent_id(id) {

@@ -55,14 +55,23 @@ pub fn router(state: Arc<AppState>) -> Router {
     // body is read under the slot; only an authenticated caller gets there.
     let push =
         |m: MethodRouter<Arc<AppState>>| m.route_layer(overload()).route_layer(authenticated());
-    // The embedded page: its session form carries the credential in the body,
-    // so that body is small, read whole before a slot is taken, and under the
-    // body deadline like every other.
+    // The embedded page and its buttons: the session comes from the cookie, so
+    // it is checked before the small form body is read and before a slot.
+    let embed_session =
+        || axum::middleware::from_fn_with_state(state.clone(), embed::session_layer);
     let embedded = |m: MethodRouter<Arc<AppState>>| {
         m.route_layer(overload())
             .route_layer(buffered(EMBED_FORM_MAX_BYTES))
+            .route_layer(embed_session())
             .layer(DefaultBodyLimit::max(EMBED_FORM_MAX_BYTES))
     };
+    // Opening a session: the credential (the embed token) is in the form body,
+    // so it cannot be checked from the headers. The body is small and read
+    // under the body deadline; the route takes no overload slot at all (it
+    // calls no lender: one token check, one claim and one insert), so an
+    // unauthenticated post never holds one. Persons' quotas bound the rest.
+    let session_form =
+        |m: MethodRouter<Arc<AppState>>| m.layer(DefaultBodyLimit::max(EMBED_FORM_MAX_BYTES));
     let routes = Router::new()
         .route("/api/rest/v2/debt/search", api(post(search::handler)))
         .route("/debt-information/v1/loans", push(post(delivery::push)))
@@ -84,7 +93,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             api(axum::routing::delete(me::withdraw)),
         )
         .route("/v1/me/disclosures", api(get(me::disclosures)))
-        .route("/embed/v1/session", embedded(post(embed::start_session)))
+        .route(
+            "/embed/v1/session",
+            session_form(post(embed::start_session)),
+        )
         .route("/embed/v1/debt", embedded(get(embed::page)))
         .route("/embed/v1/consent", embedded(post(embed::give_consent)))
         .route(

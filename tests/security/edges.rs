@@ -543,3 +543,83 @@ async fn the_tls_listener_closes_silent_and_half_sent_connections() {
         "a half-sent head over TLS stayed open"
     );
 }
+
+/// The embedded page authenticates by its session cookie (a header), so a
+/// request without a session is refused before it may take an overload slot:
+/// with the gate full it gets `401`, not `503`. Opening a session takes no slot
+/// at all (its credential is in the form body; it calls no lender).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_embedded_page_without_a_session_takes_no_slot() {
+    use gjeldsbro_loadtest::sim::{Behaviour, Latency};
+    // A lender timeout beyond the lenders' latency: the searches hold the gate
+    // for the whole test.
+    let fx = Fixture::new(Options {
+        lenders: 3,
+        persons: 120,
+        seed: 1212,
+        timeout_ms: 10_000,
+        ..Options::default()
+    })
+    .await;
+    let b = fx
+        .broker_with(|text| {
+            with_tables(
+                text,
+                "[overload]\nmax_concurrent = 1\nmax_queued = 1\nmax_queue_wait_ms = 5000",
+            )
+        })
+        .await;
+    for (_, sim) in fx.live_sims() {
+        sim.set_behaviour(Behaviour {
+            latency: Latency::Fixed { ms: 4000 },
+            ..Behaviour::default()
+        });
+    }
+    // One search runs and one waits: the gate is full.
+    let person = fx.persons_with_lenders(1)[0].clone();
+    let holders: Vec<_> = (0..2)
+        .map(|_| {
+            let (url, p) = (b.url.clone(), person.clone());
+            tokio::spawn(async move {
+                common::client()
+                    .post(format!("{url}{SEARCH_PATH}"))
+                    .bearer_auth(common::fi_token())
+                    .json(&json!({"ssn": p, "referenceID": "hold"}))
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    let full = common::eventually(NEVER, || async {
+        b.ops_get("/metrics")
+            .await
+            .text()
+            .contains("gjeldsbro_api_requests_running 1")
+    })
+    .await;
+    assert!(full, "the searches never took the gate");
+
+    let page = b
+        .get(&format!("/embed/v1/debt?partner={}", common::PARTNER))
+        .await;
+    assert_eq!(page.status, 401, "{}", page.text());
+    let client = common::client();
+    for (path, form) in [
+        ("/embed/v1/consent", "csrf=x&partner=910000003"),
+        ("/embed/v1/consent/withdraw", "csrf=x&consent_id=y"),
+        ("/embed/v1/session", "token=not-a-token&partner=910000003"),
+    ] {
+        let r = client
+            .post(format!("{}{path}", b.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status().as_u16(), 401, "{path}");
+    }
+    for h in holders {
+        let _ = h.await;
+    }
+}
