@@ -31,3 +31,17 @@ pub async fn middleware(
     request.extensions_mut().insert(caller);
     next.run(request).await
 }
+
+/// After [`middleware`]: only an organisation may go on. A person's token is
+/// refused here, before its body is read or an overload slot taken.
+pub async fn organisations_only(request: Request, next: Next) -> Response {
+    let is_org = request
+        .extensions()
+        .get::<Caller>()
+        .is_some_and(|c| c.org_no.is_some());
+    if !is_org {
+        return super::ApiError::forbidden("this route is for organisations, not a person's token")
+            .into_response();
+    }
+    next.run(request).await
+}

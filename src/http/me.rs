@@ -36,13 +36,11 @@ const MAX_DISCLOSURES: u32 = 500;
 /// The person behind a person token. A token that also names an organisation is
 /// an organisation's token and gets no own view: a client could otherwise read a
 /// person's debt without a consent and without a disclosure record.
-pub(crate) fn person(app: &AppState, caller: Caller) -> Result<NationalId, ApiError> {
+pub(crate) fn person(caller: Caller) -> Result<NationalId, ApiError> {
     // An organisation's client certificate makes the caller an organisation.
     match (caller.person, &caller.org_no) {
-        (Some(p), None) => {
-            person_quota(app, p)?;
-            Ok(p)
-        }
+        // Counted against the person's quota by the authentication layer.
+        (Some(p), None) => Ok(p),
         _ => Err(ApiError::forbidden(
             "this is the person's own view: use a person token",
         )),
@@ -140,7 +138,7 @@ pub async fn debt(
     Extension(TraceId(trace_id)): Extension<TraceId>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Response, ApiError> {
-    let nin = person(&app, caller)?;
+    let nin = person(caller)?;
     // The person sees every kind of debt held about them: student loans and
     // collection cases too.
     let (info, stats) = own_debt(&app, nin, KindSet::ALL, &trace_id).await;
@@ -157,7 +155,7 @@ pub async fn consents(
     Extension(TraceId(trace_id)): Extension<TraceId>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Response, ApiError> {
-    let nin = person(&app, caller)?;
+    let nin = person(caller)?;
     let store = &app.lookup.store;
     let unavailable = |e| super::consent::api_error(ConsentError::Store(e), &trace_id);
     let list = store.consents_of_person(nin).await.map_err(unavailable)?;
@@ -201,7 +199,7 @@ pub async fn withdraw(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let nin = person(&app, caller)?;
+    let nin = person(caller)?;
     if !consent::is_consent_id(&id) {
         return Err(ApiError::bad_request("not a consent id"));
     }
@@ -233,7 +231,7 @@ pub async fn disclosures(
     Extension(TraceId(trace_id)): Extension<TraceId>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Response, ApiError> {
-    let nin = person(&app, caller)?;
+    let nin = person(caller)?;
     let records = app
         .lookup
         .store

@@ -51,6 +51,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             .route_layer(buffered(max_body))
             .route_layer(authenticated())
     };
+    // The organisations' routes: a person's token is refused there before its
+    // body is read or a slot taken (the handlers check roles and scopes).
+    let org_api = |m: MethodRouter<Arc<AppState>>| {
+        m.route_layer(overload())
+            .route_layer(buffered(max_body))
+            .route_layer(axum::middleware::from_fn(authn::organisations_only))
+            .route_layer(authenticated())
+    };
     // The push handler enforces its own (larger) limit while streaming, so its
     // body is read under the slot; only an authenticated caller gets there.
     let push =
@@ -73,19 +81,22 @@ pub fn router(state: Arc<AppState>) -> Router {
     let session_form =
         |m: MethodRouter<Arc<AppState>>| m.layer(DefaultBodyLimit::max(EMBED_FORM_MAX_BYTES));
     let routes = Router::new()
-        .route("/api/rest/v2/debt/search", api(post(search::handler)))
+        .route("/api/rest/v2/debt/search", org_api(post(search::handler)))
         .route("/debt-information/v1/loans", push(post(delivery::push)))
         // Consents (issue 5): the client API, the person's own view, the embedded page.
-        .route("/v1/consent/agreement", api(put(consent::put_agreement)))
+        .route(
+            "/v1/consent/agreement",
+            org_api(put(consent::put_agreement)),
+        )
         .route(
             "/v1/debt/{consent_id}",
-            api(get(consent::get_debt).delete(consent::delete)),
+            org_api(get(consent::get_debt).delete(consent::delete)),
         )
         .route(
             "/v1/debt/{consent_id}/status",
-            api(get(consent::get_status)),
+            org_api(get(consent::get_status)),
         )
-        .route("/feed/v1/consent", api(get(consent::feed)))
+        .route("/feed/v1/consent", org_api(get(consent::feed)))
         .route("/v1/me/debt", api(get(me::debt)))
         .route("/v1/me/consents", api(get(me::consents)))
         .route(
@@ -161,11 +172,17 @@ pub(crate) fn authenticate(
     let caller = app
         .auth
         .authenticate_request(authorization, cert.as_ref().map(|c| &c.0))?;
-    if let Some(org) = &caller.org_no
-        && let Err(over) = app.limits.check(org)
-    {
-        app.metrics.rate_limited.with_label_values(&[org]).inc();
-        return Err(ApiError::over_quota(over.limit, over.retry_after_secs));
+    match (&caller.org_no, caller.person) {
+        (Some(org), _) => {
+            if let Err(over) = app.limits.check(org) {
+                app.metrics.rate_limited.with_label_values(&[org]).inc();
+                return Err(ApiError::over_quota(over.limit, over.retry_after_secs));
+            }
+        }
+        // A person is counted here too, before any body or slot: on every
+        // route, not only where the person may go.
+        (None, Some(person)) => me::person_quota(app, person)?,
+        (None, None) => {}
     }
     Ok(caller)
 }

@@ -28,8 +28,25 @@ fn acceptable(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
-        // A trace id that looks like a national id is replaced, not echoed.
-        && !id.split(|c: char| !c.is_ascii_digit()).any(|run| run.len() >= 11)
+        // A trace id that looks like a national id is replaced, not echoed,
+        // also when separators split it (`010170-12345`, `0101701.2345`).
+        && !has_id_like_run(id)
+}
+
+/// Whether `id`, read without its separators, holds a run of 11 digits.
+fn has_id_like_run(id: &str) -> bool {
+    let mut run = 0;
+    for c in id.chars() {
+        if c.is_ascii_digit() {
+            run += 1;
+            if run >= 11 {
+                return true;
+            }
+        } else if !matches!(c, '-' | '_' | '.' | ':') {
+            run = 0;
+        }
+    }
+    false
 }
 
 pub async fn middleware(
@@ -231,5 +248,9 @@ mod tests {
         assert!(!super::acceptable(&"a".repeat(129)));
         assert!(!super::acceptable("01017012345"));
         assert!(!super::acceptable("ref-01017012345-x"));
+        assert!(!super::acceptable("010170-12345"));
+        assert!(!super::acceptable("0101701.2345"));
+        assert!(!super::acceptable("01:01:70:123:45"));
+        assert!(super::acceptable("case-2026-12-05"));
     }
 }

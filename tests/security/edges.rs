@@ -604,6 +604,15 @@ async fn the_embedded_page_without_a_session_takes_no_slot() {
         .get(&format!("/embed/v1/debt?partner={}", common::PARTNER))
         .await;
     assert_eq!(page.status, 401, "{}", page.text());
+    // A person's token on an organisation's route is refused before the slot
+    // too (it would otherwise queue, then get 403).
+    let as_person = b
+        .search_as(
+            &common::person_token(&person),
+            &json!({"ssn": person, "referenceID": "person"}),
+        )
+        .await;
+    assert_eq!(as_person.status, 403, "{}", as_person.text());
     let client = common::client();
     for (path, form) in [
         ("/embed/v1/consent", "csrf=x&partner=910000003"),
