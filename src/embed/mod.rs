@@ -79,6 +79,38 @@ fn csrf_mac(config: &Config, session_id: &str) -> Hmac<Sha256> {
     mac
 }
 
+/// The cookie's tag on a session id: a cookie the broker did not issue is
+/// refused without touching the store (a flood of well-formed random ids would
+/// otherwise cost a store write each). A separate message from the CSRF
+/// token's (ids never hold a newline), so the one is never the other.
+fn cookie_mac(config: &Config, session_id: &str) -> Hmac<Sha256> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&csrf_key(config))
+        .expect("HMAC takes keys of any length");
+    mac.update(b"session cookie\n");
+    mac.update(session_id.as_bytes());
+    mac
+}
+
+/// The cookie's value for the session `session_id`: `<id>.<tag>`.
+pub fn session_cookie_value(config: &Config, session_id: &str) -> String {
+    let tag = cookie_mac(config, session_id).finalize().into_bytes();
+    format!("{session_id}.{}", hex::encode(&tag[..16]))
+}
+
+/// The session id in a cookie value, if the broker issued it (tag checked in
+/// constant time); `None` for anything else.
+pub fn session_id_of_cookie<'a>(config: &Config, value: &'a str) -> Option<&'a str> {
+    let (id, tag) = value.split_once('.')?;
+    if !valid_session_id(id) {
+        return None;
+    }
+    let tag = hex::decode(tag).ok().filter(|t| t.len() == 16)?;
+    cookie_mac(config, id)
+        .verify_truncated_left(&tag)
+        .is_ok()
+        .then_some(id)
+}
+
 /// The CSRF token for forms of the session `session_id`.
 pub fn csrf_token(config: &Config, session_id: &str) -> String {
     hex::encode(&csrf_mac(config, session_id).finalize().into_bytes()[..16])
@@ -98,9 +130,9 @@ pub fn csrf_ok(config: &Config, session_id: &str, given: &str) -> bool {
 /// third-party iframe; `Partitioned` (CHIPS) keeps the cookie to the partner's
 /// top-level site, which is also what browsers that block third-party cookies
 /// still allow. Always `Secure` (browsers take it on `http://localhost` too).
-pub fn session_cookie(session_id: &str, max_age_secs: u64) -> String {
+pub fn session_cookie(value: &str, max_age_secs: u64) -> String {
     format!(
-        "{COOKIE}={session_id}; Path=/embed/; Max-Age={max_age_secs}; HttpOnly; Secure; SameSite=None; Partitioned"
+        "{COOKIE}={value}; Path=/embed/; Max-Age={max_age_secs}; HttpOnly; Secure; SameSite=None; Partitioned"
     )
 }
 
@@ -219,5 +251,28 @@ mod tests {
         assert!(!valid_reference("a b"));
         assert!(!valid_reference("x01017012345"));
         assert!(!valid_reference(&"a".repeat(65)));
+    }
+
+    #[test]
+    fn only_cookies_the_broker_issued_name_a_session() {
+        let c = config();
+        let id = new_session_id();
+        let value = session_cookie_value(&c, &id);
+        assert_eq!(session_id_of_cookie(&c, &value), Some(id.as_str()));
+        // A bare id, another id's tag, a cut tag, junk: none names a session.
+        let other = session_cookie_value(&c, &new_session_id());
+        let (_, other_tag) = other.split_once('.').unwrap();
+        for bad in [
+            id.clone(),
+            format!("{id}.{other_tag}"),
+            value[..value.len() - 2].to_owned(),
+            format!("{id}.zz"),
+            ".".to_owned(),
+        ] {
+            assert_eq!(session_id_of_cookie(&c, &bad), None, "{bad}");
+        }
+        // The CSRF token of a session is not its cookie tag.
+        let csrf = csrf_token(&c, &id);
+        assert_eq!(session_id_of_cookie(&c, &format!("{id}.{csrf}")), None);
     }
 }

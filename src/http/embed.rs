@@ -118,7 +118,7 @@ async fn session(app: &AppState, headers: &HeaderMap, trace_id: &str) -> Result<
         .iter()
         .filter_map(|v| v.to_str().ok())
         .find_map(embed::session_id_from_cookies)
-        .filter(|id| embed::valid_session_id(id))
+        .and_then(|value| embed::session_id_of_cookie(&app.config, value))
         .ok_or_else(no_session)?
         .to_owned();
     let now = OffsetDateTime::now_utc();
@@ -262,8 +262,11 @@ pub async fn start_session(
     tracing::info!(trace_id = %trace_id, partner = %p.org_no,
         person = %app.hasher.hash(grant.person), "embed session opened");
     let mut response = back_to_page(&p.org_no, r, "");
-    let cookie = HeaderValue::from_str(&embed::session_cookie(&id, max))
-        .map_err(|_| ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR))?;
+    let cookie = HeaderValue::from_str(&embed::session_cookie(
+        &embed::session_cookie_value(&app.config, &id),
+        max,
+    ))
+    .map_err(|_| ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR))?;
     response.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(response)
 }

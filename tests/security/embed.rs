@@ -299,6 +299,11 @@ async fn an_embed_token_opens_one_session_and_lives_briefly() {
     )
     .await
     .assert_error(401);
+    // Only a cookie the broker issued names a session: the session's own id
+    // without its tag (a well-formed guess costs no store work) is refused.
+    let bare = cookie.split_once('.').map(|(id, _)| id.to_owned());
+    let bare = bare.expect("the cookie carries the broker's tag");
+    page(&b, &bare).await.assert_error(401);
 }
 
 /// What the old page used as CSRF token: an HMAC of the posted token under a
