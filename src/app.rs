@@ -62,6 +62,8 @@ pub struct AppState {
     /// Broker-wide load shedding for the API routes.
     pub overload: Arc<crate::http::overload::Overload>,
     pub index_loaded: AtomicBool,
+    /// The public `/readyz`'s status, reused for a second.
+    pub public_readiness: crate::http::ops::PublicReadiness,
     /// The store's newest change when the index was built; followed from there.
     pub changes_from: i64,
     /// Wakes the change follower early (a store notification arrived).
@@ -158,6 +160,7 @@ impl AppState {
             person_limits: crate::http::ratelimit::PersonLimits::new(&config.quota),
             overload,
             index_loaded: AtomicBool::new(true),
+            public_readiness: Default::default(),
             changes_from,
             changes_wake: Arc::new(tokio::sync::Notify::new()),
             tls,

@@ -10,7 +10,7 @@ mod delivery;
 mod embed;
 pub mod error;
 mod me;
-mod ops;
+pub mod ops;
 pub mod overload;
 pub mod ratelimit;
 mod search;

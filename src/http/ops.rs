@@ -31,10 +31,28 @@ pub async fn readyz(State(app): State<Arc<AppState>>) -> Response {
     readiness(&app).await
 }
 
+/// How long the public `/readyz` reuses its last status: anyone may call it,
+/// so a flood costs at most one round of store queries a second.
+const PUBLIC_READY_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The public `/readyz`'s last status and when it was worked out. Callers wait
+/// on the lock while one of them asks the store, then share its answer.
+#[derive(Debug, Default)]
+pub struct PublicReadiness(tokio::sync::Mutex<Option<(tokio::time::Instant, StatusCode)>>);
+
 /// The public listener's `/readyz`: the same status, no detail (which lenders'
-/// data is stale is not for clients).
+/// data is stale is not for clients), at most a second old.
 pub async fn readyz_bare(State(app): State<Arc<AppState>>) -> Response {
-    let status = readiness(&app).await.status();
+    let mut last = app.public_readiness.0.lock().await;
+    let status = match *last {
+        Some((at, status)) if at.elapsed() < PUBLIC_READY_FOR => status,
+        _ => {
+            let status = readiness(&app).await.status();
+            *last = Some((tokio::time::Instant::now(), status));
+            status
+        }
+    };
+    drop(last);
     let word = if status.is_success() {
         "ready"
     } else {
