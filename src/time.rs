@@ -10,8 +10,13 @@ pub fn now_rfc3339() -> String {
 
 /// Now, as RFC 3339 UTC to the second (`2026-11-24T18:26:38Z`).
 pub fn now_utc_seconds() -> String {
-    let now = OffsetDateTime::now_utc();
-    format_rfc3339(now.replace_nanosecond(0).unwrap_or(now))
+    format_utc_seconds(OffsetDateTime::now_utc())
+}
+
+/// `t` as RFC 3339 to the second, the fraction dropped (`2026-11-24T18:26:38Z`
+/// for a UTC time).
+pub fn format_utc_seconds(t: OffsetDateTime) -> String {
+    format_rfc3339(t.replace_nanosecond(0).unwrap_or(t))
 }
 
 pub fn format_rfc3339(t: OffsetDateTime) -> String {

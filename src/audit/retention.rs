@@ -56,11 +56,6 @@ pub fn years_before(t: OffsetDateTime, years: i32) -> OffsetDateTime {
     t.replace_date(date)
 }
 
-/// RFC 3339 UTC, whole seconds: the cutoffs as shown and stored.
-fn whole_seconds(t: OffsetDateTime) -> String {
-    crate::time::format_rfc3339(t.replace_nanosecond(0).unwrap_or(t))
-}
-
 /// Purges what is past its period at `now`. `dry_run` verifies and counts only.
 pub async fn purge(
     store: &dyn Store,
@@ -68,8 +63,11 @@ pub async fn purge(
     disclosure_days: u32,
     dry_run: bool,
 ) -> Result<PurgeReport, RetentionError> {
-    let disclosure_cutoff = whole_seconds(now - time::Duration::days(i64::from(disclosure_days)));
-    let consent_cutoff = whole_seconds(years_before(now, CONSENT_YEARS_AFTER_END));
+    // RFC 3339 UTC, whole seconds: the cutoffs as shown and stored.
+    let disclosure_cutoff =
+        crate::time::format_utc_seconds(now - time::Duration::days(i64::from(disclosure_days)));
+    let consent_cutoff =
+        crate::time::format_utc_seconds(years_before(now, CONSENT_YEARS_AFTER_END));
     // `at` is RFC 3339 UTC with a varying number of fraction digits; compared
     // with the cutoff less its zone letter, a plain string comparison is exact.
     let bound = disclosure_cutoff.trim_end_matches('Z').to_owned();
