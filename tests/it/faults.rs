@@ -2,7 +2,7 @@
 //! person's loans intact, nobody missing, within the lender's timeout. Without a
 //! snapshot row either, the lender counts as missing.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

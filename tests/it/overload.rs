@@ -4,7 +4,7 @@
 //! cannot get a turn in time is refused too, and health and metrics stay
 //! reachable throughout.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -2,7 +2,7 @@
 //! lender never sees more calls in flight than its cap, nor more calls per second
 //! than its rate, and the lookups beyond either still answer from the snapshot.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Instant;

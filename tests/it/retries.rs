@@ -4,7 +4,7 @@
 //! answers `500` (a fault that would repeat) is asked once and the snapshot
 //! answers.
 
-mod common;
+use crate::common;
 
 use common::{Broker, Fixture, Options, fi_token};
 use gjeldsbro_loadtest::sim::{Behaviour, Fault};

@@ -3,7 +3,7 @@
 //! disclosures about them, and can withdraw a consent; nobody else's, and the
 //! own view writes no disclosure record.
 
-mod common;
+use crate::common;
 
 use common::{FI, Fixture, Options, PARTNER, fi_token, person_token, token};
 use gjeldsbro::auth::devtoken::{self, DevClaims};

@@ -3,7 +3,7 @@
 //! one-time spend under concurrency, withdrawn/expired/spent consents, the
 //! consent feed, and the disclosure record written with each use.
 
-mod common;
+use crate::common;
 
 use common::{FI, Fixture, Options, PARTNER, Resp, STRANGER, person_token, token};
 use serde_json::{Value, json};

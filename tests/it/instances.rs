@@ -6,7 +6,7 @@
 //! Skips, with the reason printed, when PostgreSQL is not reachable
 //! (`GJELDSBRO_TEST_PG_URL`, default `postgres://postgres@127.0.0.1:5432/test`).
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

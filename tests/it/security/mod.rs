@@ -12,8 +12,6 @@
 //!   never followed, lender timestamps validated and normalised, `traceparent`
 //!   forwarded only when valid.
 
-#[path = "../common/mod.rs"]
-mod common;
 
 mod edges;
 mod embed;

@@ -4,7 +4,7 @@
 //! The quota is one request a second, so the counts hold however long the 50
 //! requests take to send on a busy machine (up to 20 s).
 
-mod common;
+use crate::common;
 
 use common::{BUREAU, Broker, FI, Fixture, Options, client, token};
 use serde_json::json;

@@ -2,7 +2,7 @@
 //! lenders: identical concurrent lookups cost one call per lender (and every one
 //! is still recorded), a cached answer is reused, and a push drops it.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -9,7 +9,7 @@
 //! `$GJELDSBRO_PANELS_OUT` when set (docs/observability/load-panels.svg was made
 //! that way), else into the test's tempdir.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -12,7 +12,7 @@ use gjeldsbro::nin::{IdPolicy, NationalId, make_id};
 use gjeldsbro_loadtest::sim::{self, Behaviour, SimHandle};
 use serde_json::{Value, json};
 
-const KEY: &[u8] = include_bytes!("../config/dev-signing-key.pem");
+const KEY: &[u8] = include_bytes!("../../config/dev-signing-key.pem");
 const ISS: &str = "https://issuer.test";
 const AUD: &str = "gjeldsbro";
 

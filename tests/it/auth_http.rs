@@ -2,7 +2,7 @@
 //! 401 with the error JSON; the wrong organisation, role or scope a 403; a credit
 //! bureau must ask on behalf of a known financial institution.
 
-mod common;
+use crate::common;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};

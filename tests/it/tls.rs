@@ -6,7 +6,7 @@
 //! the old one in force); and the broker presents its own certificate to a
 //! lender that requires one, falling back to the snapshot when it has none.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

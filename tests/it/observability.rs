@@ -2,7 +2,7 @@
 //! broker exposes, the rules pass promtool, `/metrics` never holds a national
 //! id, and `/readyz` turns false when a lender's snapshot is older than the limit.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

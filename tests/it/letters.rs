@@ -7,7 +7,7 @@
 //! Needs `pdftotext` (poppler-utils, which .ci/run installs): the test fails,
 //! rather than skips, without it.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! the old data stays in force; a good one replaces the snapshot and a running
 //! broker on the same store follows within seconds.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -4,7 +4,7 @@
 //! both. PostgreSQL may be absent on a developer's machine (the second half is
 //! skipped with the reason), never in CI (`GJELDSBRO_REQUIRE_PG=1`).
 
-mod common;
+use crate::common;
 
 use common::pg::{DropSchema, pg_schema};
 use common::{Broker, FI, Fixture, LENDER_NAMES, Options, PARTNER, fi_token, token};

@@ -2,7 +2,7 @@
 //! number, lender id or accountID in the body or any header; canonical loan order
 //! whichever lender answered, live or from the snapshot, in whatever config order.
 
-mod common;
+use crate::common;
 
 use common::{Fixture, Options, fi_token};
 use gjeldsbro_loadtest::sim::{Behaviour, Fault};

@@ -1,7 +1,7 @@
 //! The real `gjeldsbro serve` at debug level: its log output never holds a
 //! national id or a token, whatever the requests carried.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

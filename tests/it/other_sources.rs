@@ -6,7 +6,7 @@
 //! the saldo API is the lender's limit: snapshot, outcome `limited`, and never
 //! a breaker failure.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::Duration;

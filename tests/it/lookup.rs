@@ -1,7 +1,7 @@
 //! The lookup path end to end: only indexed lenders are called, each exactly once
 //! per search; no debt → 204 and no calls; co-borrowers answered alongside.
 
-mod common;
+use crate::common;
 
 use common::{Fixture, Options, fi_token};
 use serde_json::json;

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-mod common;
+use crate::common;
 
 use common::pg::{DropSchema, pg_schema};
 use futures::TryStreamExt;

@@ -10,7 +10,7 @@
 //! `target/tmp/embed-screenshot.png`, and to `docs/embed-screenshot.png` with
 //! `GJELDSBRO_UPDATE_SCREENSHOT=1`.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::process::Stdio;

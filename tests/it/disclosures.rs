@@ -2,7 +2,7 @@
 //! person asked for, with the recipient, on-behalf-of, reference and who owes the
 //! copy letter; refused requests write nothing.
 
-mod common;
+use crate::common;
 
 use common::{BUREAU, FI, Fixture, Options, fi_token, token};
 use serde_json::{Value, json};

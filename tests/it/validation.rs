@@ -1,7 +1,7 @@
 //! Request validation on the wire: every bad input is a 4xx with the error JSON,
 //! never a 500; trace ids are echoed (unless they look like a national id).
 
-mod common;
+use crate::common;
 
 use common::{Broker, Fixture, Options, SEARCH_PATH, fi_token, with_control_digits};
 use serde_json::{Value, json};
