@@ -13,6 +13,7 @@ mod auth_http;
 mod both_stores;
 mod breaker;
 mod cache;
+mod chain_v1;
 mod consents;
 mod crash;
 mod disclosures;
