@@ -1,13 +1,14 @@
 //! One disclosure record and the hash that chains it to the one before.
 
-use serde::Serialize;
-use sha2::{Digest, Sha256};
+use super::encoding::ChainVersion;
 
 /// The hash the first record chains to.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// What one answer disclosed about one person to one recipient.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+// No `Serialize`: what the hash covers is written by `encoding`, field by
+// field; a derive here would let a field's order decide the log's meaning.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DisclosureRecord {
     /// Shared by the records of one answer (applicant and co-borrowers).
     pub query_id: String,
@@ -27,15 +28,10 @@ pub struct DisclosureRecord {
     pub message: Option<String>,
 }
 
-/// SHA-256 over the previous hash and the record's canonical JSON (fields in
-/// declaration order), hex-encoded.
+/// The hash chaining `record` to `prev_hash`, in the version new records are
+/// written with (see [`ChainVersion`]).
 pub fn chain_hash(prev_hash: &str, record: &DisclosureRecord) -> String {
-    let mut h = Sha256::new();
-    h.update(prev_hash.as_bytes());
-    h.update(b"\n");
-    // Serialising a struct of strings and integers cannot fail.
-    h.update(serde_json::to_vec(record).unwrap_or_default());
-    hex::encode(h.finalize())
+    ChainVersion::CURRENT.hash(prev_hash, record)
 }
 
 #[cfg(test)]

@@ -35,7 +35,8 @@ fn fixture(name: &str) -> PathBuf {
 /// control characters, `<`/`>`/`&` (which serde_json does not escape) and a
 /// disclosed JSON document inside a string.
 fn records() -> Vec<DisclosureRecord> {
-    let search = |i: u64, nin: u64| DisclosureRecord {
+    let search = |i: u64, nin: u64| {
+        DisclosureRecord {
         query_id: "5f0c8d4e-3a1b-4c2d-9e8f-0a1b2c3d4e5f".into(),
         at: "2026-03-01T10:15:30.123456789Z".into(),
         recipient_org: "910000001".into(),
@@ -46,26 +47,27 @@ fn records() -> Vec<DisclosureRecord> {
         disclosed: r#"{"loans":[{"lender":"lender-a","loan":{"type":"creditFacility","balance":12345,"currency":"NOK"}}],"missing":0}"#.into(),
         letter_owed_by: "broker".into(),
         message: None,
+    }
     };
     vec![
-        search(1, 1_819_040_0101),
+        search(1, 18_190_400_101),
         // A co-borrower of the same answer: same query id.
-        search(2, 1_819_040_0202),
+        search(2, 18_190_400_202),
         DisclosureRecord {
             on_behalf_of: Some("910000002".into()),
             letter_owed_by: "credit_bureau".into(),
             message: Some("Søknad nr. 3 – æøå «sitat» 🙂".into()),
-            ..search(3, 1_819_040_0303)
+            ..search(3, 18_190_400_303)
         },
         DisclosureRecord {
             letter_owed_by: "recipient".into(),
             message: Some("line one\nline two\ttab \"quoted\" back\\slash \u{1}\u{1f}".into()),
-            ..search(4, 1_819_040_0404)
+            ..search(4, 18_190_400_404)
         },
         DisclosureRecord {
             message: Some("<script>alert('x')</script> & \u{7f} \u{2028}".into()),
             disclosed: r#"{"loans":[],"missing":2}"#.into(),
-            ..search(5, 1_819_040_0505)
+            ..search(5, 18_190_400_505)
         },
         DisclosureRecord {
             query_id: "7a1e0c2b-0000-4000-8000-000000000006".into(),
@@ -74,7 +76,7 @@ fn records() -> Vec<DisclosureRecord> {
             on_behalf_of: None,
             purpose: "debt.unsecured.presentation".into(),
             reference_id: "partner-consent-6".into(),
-            nin: 1_819_040_0606,
+            nin: 18_190_400_606,
             disclosed: r#"{"loans":[],"missing":0}"#.into(),
             letter_owed_by: "none".into(),
             message: None,
@@ -120,8 +122,14 @@ fn write_the_fixtures() {
         let path = fixture("log.sqlite");
         let _ = std::fs::remove_file(&path);
         let store = SqliteStore::open(&path).await.expect("open sqlite");
-        store.append_disclosures(&records()[..5]).await.expect("append");
-        store.append_disclosures(&records()[5..]).await.expect("append");
+        store
+            .append_disclosures(&records()[..5])
+            .await
+            .expect("append");
+        store
+            .append_disclosures(&records()[5..])
+            .await
+            .expect("append");
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(store.pool())
             .await
@@ -130,8 +138,14 @@ fn write_the_fixtures() {
 
         let (_drop, url) = pg::pg_schema().await.expect("PostgreSQL for the fixture");
         let store = PostgresStore::open(&url).await.expect("open postgres");
-        store.append_disclosures(&records()[..5]).await.expect("append");
-        store.append_disclosures(&records()[5..]).await.expect("append");
+        store
+            .append_disclosures(&records()[..5])
+            .await
+            .expect("append");
+        store
+            .append_disclosures(&records()[5..])
+            .await
+            .expect("append");
         let rows: Vec<(String,)> =
             sqlx::query_as("SELECT row_to_json(d)::text FROM disclosures d ORDER BY seq")
                 .fetch_all(store.pool())
@@ -187,11 +201,13 @@ fn a_sqlite_log_written_by_chain_v1_verifies() {
         .args(["audit", "verify", "--config", &config.to_string_lossy()])
         .output()
         .expect("run gjeldsbro");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "audit verify failed: {text}");
     assert!(
-        text.contains(&format!("intact: {RECORDS} records, seq 1 to {RECORDS}, head {RECORDS}:{HEAD}")),
+        text.contains(&format!(
+            "intact: {RECORDS} records, seq 1 to {RECORDS}, head {RECORDS}:{HEAD}"
+        )),
         "{text}"
     );
 }
