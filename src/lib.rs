@@ -20,13 +20,13 @@ pub mod lenders;
 pub mod letters;
 pub mod lookup;
 pub mod metrics;
-pub mod model;
-pub mod nin;
 pub mod population;
 pub mod redact;
 pub mod search;
 pub mod server;
 pub mod store;
 pub mod telemetry;
-pub mod time;
 pub mod tls;
+
+// The domain's modules, under the paths the broker's modules use.
+pub use gjeldsbro_domain::{model, nin, time};

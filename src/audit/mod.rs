@@ -6,8 +6,7 @@
 //! single transaction (group commit): each record is durable before its lookup
 //! answers, and a burst of lookups costs one fsync, not one each.
 
-pub mod encoding;
-pub mod record;
+pub use gjeldsbro_domain::disclosure::{encoding, record};
 pub mod retention;
 pub mod verify;
 

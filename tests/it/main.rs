@@ -38,7 +38,7 @@ mod push;
 mod rate_limits;
 mod redaction;
 mod retries;
+mod security;
 mod store_backends;
 mod tls;
 mod validation;
-mod security;

@@ -1,18 +1,18 @@
 //! Lender-facing types shared by the Gjeldsbro broker and its adapters.
 //!
 //! No adapter depends on the broker: they depend on this crate alone, which holds
-//! the national id type, the canonical loan model (API-DEBT-FI's, plus the other
-//! sources' types) and envelopes, the kinds of debt, and the [`LenderAdapter`]
+//! the lenders' envelopes and, re-exported from `gjeldsbro-domain`, the national
+//! id type, the canonical loan model (API-DEBT-FI's, plus the other sources'
+//! types) and the kinds of debt, and the [`LenderAdapter`]
 //! trait with the [`LenderSetup`] its constructors are given.
 
 pub mod adapter;
 #[cfg(feature = "http")]
 pub mod http;
-pub mod kind;
-pub mod loan;
-pub mod nin;
-pub mod timestamp;
 pub mod wire;
+
+// The domain's types, under the paths adapters have always used.
+pub use gjeldsbro_domain::{kind, loan, nin, timestamp};
 
 pub use adapter::{AdapterError, CustomerQuery, LenderAdapter, LenderSetup, SetupError};
 pub use kind::{DebtKind, KindSet};

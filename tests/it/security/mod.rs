@@ -12,7 +12,6 @@
 //!   never followed, lender timestamps validated and normalised, `traceparent`
 //!   forwarded only when valid.
 
-
 mod edges;
 mod embed;
 mod upstream;

@@ -130,7 +130,7 @@ mod tests {
     use serde::Serialize;
 
     use super::*;
-    use crate::audit::record::GENESIS;
+    use crate::disclosure::record::GENESIS;
 
     fn rec() -> DisclosureRecord {
         DisclosureRecord {

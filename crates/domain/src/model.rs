@@ -1,7 +1,7 @@
 //! The client API's request and answer bodies, exactly as Norsk Gjeldsinformasjon
 //! publishes them (`debt_information`, the search request).
 
-use gjeldsbro_adapter::Loan;
+use crate::loan::Loan;
 use serde::{Deserialize, Serialize};
 
 use crate::nin::NationalId;

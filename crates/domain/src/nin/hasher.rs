@@ -1,11 +1,10 @@
-//! National ids at the broker's edge: the validated type (from the shared adapter
-//! crate, so adapters and broker agree) and the keyed hash that stands in for an id
-//! wherever one would otherwise be tempting to log.
+//! The keyed hash that stands in for a national id wherever one would otherwise
+//! be tempting to log.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-pub use gjeldsbro_adapter::nin::{IdKind, IdPolicy, NationalId, NinError, make_id};
+use super::NationalId;
 
 /// HMAC-SHA256 over the id's number under a secret key; the first 8 bytes in hex.
 /// Correlates log lines of one person without revealing the person: with 10^11
@@ -55,6 +54,7 @@ impl std::fmt::Debug for NinHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nin::{IdPolicy, make_id};
 
     #[test]
     fn keyed_hash_is_stable_per_key_and_differs_across_keys() {

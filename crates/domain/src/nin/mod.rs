@@ -230,6 +230,9 @@ pub fn make_id(
     Some(format!("{base}{k1}{k2}"))
 }
 
+mod hasher;
+pub use hasher::{BadHashKey, NinHasher};
+
 #[cfg(test)]
 mod tests {
     use super::*;
