@@ -24,9 +24,9 @@ pub mod population;
 pub mod redact;
 pub mod search;
 pub mod server;
-pub mod store;
 pub mod telemetry;
 pub mod tls;
 
 // The domain's modules, under the paths the broker's modules use.
 pub use gjeldsbro_domain::{model, nin, time};
+pub use gjeldsbro_store as store;

@@ -3,7 +3,7 @@
 //! the SHA-256 of their id. Times cross this boundary as fixed-width RFC 3339
 //! UTC text, as for consents.
 
-use crate::nin::NationalId;
+use gjeldsbro_domain::nin::NationalId;
 
 /// A session to create.
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@ use super::audit::{
 };
 use super::sqlite::SqliteStore;
 use super::{StoreError, StoreFuture};
-use crate::audit::record::DisclosureRecord;
+use gjeldsbro_domain::disclosure::record::DisclosureRecord;
 
 /// Rows deleted per transaction when purging, so appends never wait long.
 const PURGE_BATCH: i64 = 10_000;

@@ -1,9 +1,9 @@
 //! What the store keeps about consents: the consent itself, each use of it, and
 //! the per-client feed of created/archived events. Times cross this boundary as
-//! fixed-width RFC 3339 UTC text ([`crate::time::format_fixed`]); the SQLite store
+//! fixed-width RFC 3339 UTC text ([`gjeldsbro_domain::time::format_fixed`]); the SQLite store
 //! keeps them so, PostgreSQL as `timestamptz`.
 
-use crate::nin::NationalId;
+use gjeldsbro_domain::nin::NationalId;
 
 /// A consent to create.
 #[derive(Debug, Clone)]

@@ -20,14 +20,14 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use gjeldsbro_adapter::Loan;
 
-use crate::audit::record::DisclosureRecord;
-use crate::nin::NationalId;
 pub use audit::{AuditStore, Checkpoint, LetterBatch, LetterRow, PurgedRows, StoredDisclosure};
 pub use consents::{
     ConsentEvent, ConsentUse, CreatedConsent, NewConsent, PersonDisclosure, StoredConsent,
     UseRequest,
 };
 pub use embed::{EmbedSession, NewEmbedSession};
+use gjeldsbro_domain::disclosure::record::DisclosureRecord;
+use gjeldsbro_domain::nin::NationalId;
 
 /// Why the store could not do what was asked. Texts never hold a national id.
 #[derive(Debug, thiserror::Error)]

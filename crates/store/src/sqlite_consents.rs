@@ -11,8 +11,8 @@ use super::{
     ConsentEvent, ConsentUse, CreatedConsent, NewConsent, PersonDisclosure, StoreError,
     StoredConsent, UseRequest,
 };
-use crate::audit::record::DisclosureRecord;
-use crate::nin::NationalId;
+use gjeldsbro_domain::disclosure::record::DisclosureRecord;
+use gjeldsbro_domain::nin::NationalId;
 
 const COLS: &str = "id, client_org, client_consent_id, nin, scope, requested_days, one_time, \
                     given_via, created_at, ends_at, spent_at, last_used_at, archived_at, archived_by";

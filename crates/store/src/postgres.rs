@@ -32,8 +32,8 @@ use super::{
     ChangeBatch, DatasetInfo, DatasetSummary, DatasetWriter, DeliveryRecord, SnapshotRow, Store,
     StoreError, StoreFuture,
 };
-use crate::audit::record::{DisclosureRecord, GENESIS, chain_hash};
-use crate::nin::NationalId;
+use gjeldsbro_domain::disclosure::record::{DisclosureRecord, GENESIS, chain_hash};
+use gjeldsbro_domain::nin::NationalId;
 
 /// Connections in the pool.
 const POOL_SIZE: u32 = 16;
@@ -74,7 +74,7 @@ impl PostgresStore {
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Unavailable(gjeldsbro_adapter::scrub(&e.to_string())))?;
-        sqlx::migrate!("./migrations/postgres")
+        sqlx::migrate!("../../migrations/postgres")
             .run(&pool)
             .await
             .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
@@ -461,7 +461,7 @@ impl Store for PostgresStore {
                          VALUES ($1, 0, $2, 'push', 0, 0)",
                     )
                     .bind(lender_id.to_owned())
-                    .bind(crate::time::now_rfc3339())
+                    .bind(gjeldsbro_domain::time::now_rfc3339())
                     .execute(&mut *tx)
                     .await?;
                     0
@@ -494,7 +494,7 @@ impl Store for PostgresStore {
                 .bind(key(row.nin))
                 .bind(account.clone())
                 .bind(journal_loan)
-                .bind(crate::time::now_rfc3339())
+                .bind(gjeldsbro_domain::time::now_rfc3339())
                 .execute(&mut *tx)
                 .await?;
                 if !row.loan.is_closed() {
@@ -515,7 +515,7 @@ impl Store for PostgresStore {
                     touched.push(row.nin);
                 }
             }
-            let now = crate::time::now_rfc3339();
+            let now = gjeldsbro_domain::time::now_rfc3339();
             let mut holds = Vec::with_capacity(touched.len());
             for nin in touched {
                 let n: i64 = sqlx::query_scalar(
@@ -868,7 +868,7 @@ impl DatasetWriter for PostgresDatasetWriter {
             let Some(mut conn) = self.lock.take() else {
                 return Err(StoreError::Unavailable("the load's session is gone".into()));
             };
-            let now = crate::time::now_rfc3339();
+            let now = gjeldsbro_domain::time::now_rfc3339();
             // The commit point: flips only if this generation is newer; the index
             // change and its notification commit with it.
             let flipped = async {
@@ -942,13 +942,13 @@ impl DatasetWriter for PostgresDatasetWriter {
                         .execute(&mut *tx)
                         .await?;
                 }
-                let day_ago = crate::time::format_rfc3339(time::OffsetDateTime::now_utc() - time::Duration::DAY);
+                let day_ago = gjeldsbro_domain::time::format_rfc3339(time::OffsetDateTime::now_utc() - time::Duration::DAY);
                 sqlx::query("DELETE FROM index_changes WHERE at < $1")
                     .bind(day_ago)
                     .execute(&mut *tx)
                     .await?;
                 let two_days_ago =
-                    crate::time::format_rfc3339(time::OffsetDateTime::now_utc() - time::Duration::days(2));
+                    gjeldsbro_domain::time::format_rfc3339(time::OffsetDateTime::now_utc() - time::Duration::days(2));
                 sqlx::query("DELETE FROM push_journal WHERE at < $1")
                     .bind(two_days_ago)
                     .execute(&mut *tx)

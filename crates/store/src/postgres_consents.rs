@@ -13,8 +13,8 @@ use super::{
     ConsentEvent, ConsentUse, CreatedConsent, NewConsent, PersonDisclosure, StoreError,
     StoredConsent, UseRequest,
 };
-use crate::audit::record::DisclosureRecord;
-use crate::nin::NationalId;
+use gjeldsbro_domain::disclosure::record::DisclosureRecord;
+use gjeldsbro_domain::nin::NationalId;
 
 /// A timestamptz column as fixed-width RFC 3339 UTC text.
 macro_rules! ts {

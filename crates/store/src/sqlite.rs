@@ -19,8 +19,8 @@ use super::{
     ChangeBatch, DatasetInfo, DatasetSummary, DatasetWriter, DeliveryRecord, SnapshotRow, Store,
     StoreError, StoreFuture,
 };
-use crate::audit::record::{DisclosureRecord, GENESIS, chain_hash};
-use crate::nin::NationalId;
+use gjeldsbro_domain::disclosure::record::{DisclosureRecord, GENESIS, chain_hash};
+use gjeldsbro_domain::nin::NationalId;
 
 /// Rows per INSERT statement (4 parameters each, well under SQLite's limit).
 const ROWS_PER_STATEMENT: usize = 500;
@@ -62,7 +62,7 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations/sqlite")
+        sqlx::migrate!("../../migrations/sqlite")
             .run(&pool)
             .await
             .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
@@ -190,7 +190,7 @@ impl Store for SqliteStore {
                              VALUES (?, 0, ?, 'push', 0, 0)",
                         )
                         .bind(lender_id.to_owned())
-                        .bind(crate::time::now_rfc3339())
+                        .bind(gjeldsbro_domain::time::now_rfc3339())
                         .execute(&mut *conn)
                         .await?;
                         0
@@ -223,7 +223,7 @@ impl Store for SqliteStore {
                     .bind(key(row.nin))
                     .bind(account.clone())
                     .bind(journal_loan)
-                    .bind(crate::time::now_rfc3339())
+                    .bind(gjeldsbro_domain::time::now_rfc3339())
                     .execute(&mut *conn)
                     .await?;
                     if !row.loan.is_closed() {
@@ -244,7 +244,7 @@ impl Store for SqliteStore {
                         touched.push(row.nin);
                     }
                 }
-                let now = crate::time::now_rfc3339();
+                let now = gjeldsbro_domain::time::now_rfc3339();
                 let mut holds = Vec::with_capacity(touched.len());
                 for nin in touched {
                     let n: i64 = sqlx::query_scalar(
@@ -580,7 +580,7 @@ impl DatasetWriter for SqliteDatasetWriter {
 
     fn commit(self: Box<Self>, summary: DatasetSummary) -> StoreFuture<'static, ()> {
         async move {
-            let now = crate::time::now_rfc3339();
+            let now = gjeldsbro_domain::time::now_rfc3339();
             // IMMEDIATE: the write lock from the start, so no push can land between
             // the replay below and the flip.
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -639,13 +639,13 @@ impl DatasetWriter for SqliteDatasetWriter {
                     .execute(&mut *tx)
                     .await?;
             }
-            let day_ago = crate::time::format_rfc3339(time::OffsetDateTime::now_utc() - time::Duration::DAY);
+            let day_ago = gjeldsbro_domain::time::format_rfc3339(time::OffsetDateTime::now_utc() - time::Duration::DAY);
             sqlx::query("DELETE FROM index_changes WHERE at < ?")
                 .bind(day_ago)
                 .execute(&mut *tx)
                 .await?;
             let two_days_ago =
-                crate::time::format_rfc3339(time::OffsetDateTime::now_utc() - time::Duration::days(2));
+                gjeldsbro_domain::time::format_rfc3339(time::OffsetDateTime::now_utc() - time::Duration::days(2));
             sqlx::query("DELETE FROM push_journal WHERE at < ?")
                 .bind(two_days_ago)
                 .execute(&mut *tx)

@@ -4,7 +4,7 @@
 //! apart so the lookup path's trait stays small.
 
 use super::{StoreError, StoreFuture};
-use crate::audit::record::DisclosureRecord;
+use gjeldsbro_domain::disclosure::record::DisclosureRecord;
 
 /// A disclosure record as stored: its place in the chain and its hashes.
 #[derive(Debug, Clone, PartialEq, Eq)]

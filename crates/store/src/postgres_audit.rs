@@ -13,7 +13,7 @@ use super::audit::{
 use super::postgres::PostgresStore;
 use super::sqlite_audit::group_letters;
 use super::{StoreError, StoreFuture};
-use crate::audit::record::DisclosureRecord;
+use gjeldsbro_domain::disclosure::record::DisclosureRecord;
 
 /// Rows deleted per transaction when purging, so appends never wait long.
 const PURGE_BATCH: i64 = 50_000;
