@@ -339,3 +339,57 @@ pub async fn shutdown_signal() {
         _ = term => {},
     }
 }
+
+// === impl Ports for AppState ===
+
+/// The broker's own parts behind the disclosure pipeline's ports.
+impl crate::disclose::Ports for AppState {
+    async fn persons(
+        &self,
+        nins: &[crate::nin::NationalId],
+        kinds: gjeldsbro_adapter::KindSet,
+        deadline: tokio::time::Instant,
+        trace: &crate::lookup::TraceContext,
+    ) -> Vec<crate::lookup::PersonDebt> {
+        self.lookup.persons(nins, kinds, deadline, trace).await
+    }
+
+    async fn record(
+        &self,
+        records: Vec<crate::audit::DisclosureRecord>,
+    ) -> Result<(), crate::audit::AuditError> {
+        self.disclosures.record(records).await
+    }
+
+    async fn use_consent_and_record(
+        &self,
+        request: &crate::store::UseRequest,
+        records: &[crate::audit::DisclosureRecord],
+    ) -> Result<bool, StoreError> {
+        self.lookup
+            .store
+            .use_consent_and_record(request, records)
+            .await
+    }
+
+    fn lender_id(&self, idx: crate::index::LenderIdx) -> Option<&str> {
+        self.lookup.lenders.get(idx).map(|l| l.id.as_str())
+    }
+
+    fn redact(
+        &self,
+        merged: &crate::lookup::MergedDebt,
+        purpose: crate::redact::Purpose,
+        kinds: gjeldsbro_adapter::KindSet,
+    ) -> crate::model::DebtInformation {
+        crate::redact::redact_kinds(merged, purpose, kinds, &self.lookup.lenders)
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn now(&self) -> time::OffsetDateTime {
+        time::OffsetDateTime::now_utc()
+    }
+}

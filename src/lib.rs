@@ -3,7 +3,8 @@
 //!
 //! The modules follow the way one lookup flows: [`http`] → [`auth`] → [`nin`] →
 //! [`index`] → [`lookup`] (fan-out through [`lenders`], fallback to [`store`]) →
-//! [`redact`] → [`audit`] → answer. [`app`] assembles them; `main.rs` is the CLI.
+//! [`disclose`] (merge, the [`audit`] record, [`redact`]) → answer. [`app`]
+//! assembles them; `main.rs` is the CLI.
 
 pub mod app;
 pub mod audit;
@@ -11,6 +12,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod consent;
+pub mod disclose;
 pub mod embed;
 pub mod http;
 pub mod index;

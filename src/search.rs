@@ -5,14 +5,15 @@
 use std::time::Duration;
 
 use gjeldsbro_adapter::KindSet;
-use tokio::time::Instant;
 
 use crate::app::AppState;
-use crate::audit::{AuditError, DisclosureRecord};
-use crate::lookup::{PersonDebt, TraceContext, merge};
+use crate::disclose::{
+    Ask, Commit, DiscloseError, DisclosedPerson, LetterOwedBy, Recipient, Record, disclose,
+};
+use crate::lookup::TraceContext;
 use crate::model::DebtInformation;
 use crate::nin::NationalId;
-use crate::redact::{Purpose, redact};
+use crate::redact::Purpose;
 
 /// A validated search.
 #[derive(Debug, Clone)]
@@ -38,7 +39,7 @@ pub enum SearchOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum SearchError {
     #[error(transparent)]
-    Disclosure(#[from] AuditError),
+    Disclosure(#[from] DiscloseError),
 }
 
 /// What a finished search did, for the lookup's log line.
@@ -56,66 +57,38 @@ pub async fn search(
     query: &SearchQuery,
     trace: &TraceContext,
 ) -> Result<(SearchOutcome, SearchStats), SearchError> {
-    let deadline = Instant::now() + query.max_time_to_wait;
     let mut nins = Vec::with_capacity(1 + query.co_borrowers.len());
     nins.push(query.person);
     nins.extend(query.co_borrowers.iter().copied());
-    let started = Instant::now();
-    // The register's debt only: lenders of other kinds (student loans, debt
-    // collection) are never asked for a search, so they do not learn of it,
-    // and a person held only by them gets 204 like anyone without debt.
-    let people = app
-        .lookup
-        .persons(&nins, KindSet::UNSECURED, deadline, trace)
-        .await;
-    let mut stats = stats_of(&people);
-    stats.lender_wait = started.elapsed();
-    for p in &people {
-        app.metrics
-            .fan_out
-            .with_label_values(&["search"])
-            .observe(p.fan_out() as f64);
-    }
-
-    let merged: Vec<_> = people.iter().map(merge).collect();
-    let query_id = uuid::Uuid::new_v4().to_string();
-    let at = crate::time::now_rfc3339();
-    let letter_owed_by = if query.via_bureau {
-        "credit_bureau"
-    } else if query.using_own_notification {
-        "recipient"
-    } else {
-        "broker"
+    let ask = Ask {
+        persons: &nins,
+        // The register's debt only: lenders of other kinds (student loans, debt
+        // collection) are never asked for a search, so they do not learn of it,
+        // and a person held only by them gets 204 like anyone without debt.
+        kinds: KindSet::UNSECURED,
+        purpose: Purpose::Search,
+        wait: query.max_time_to_wait,
+        trace,
+        record: Record::Yes {
+            to: Recipient {
+                org: &query.recipient_org,
+                on_behalf_of: query.on_behalf_of.as_deref(),
+                reference_id: &query.reference_id,
+                message: query.message_to_customer.as_deref(),
+                letter: LetterOwedBy::for_search(query.via_bureau, query.using_own_notification),
+            },
+            commit: Commit::Log,
+        },
     };
-    let records: Vec<DisclosureRecord> = merged
-        .iter()
-        .map(|m| DisclosureRecord {
-            query_id: query_id.clone(),
-            at: at.clone(),
-            recipient_org: query.recipient_org.clone(),
-            on_behalf_of: query.on_behalf_of.clone(),
-            purpose: Purpose::Search.as_str().to_owned(),
-            reference_id: query.reference_id.clone(),
-            nin: m.nin.as_u64(),
-            disclosed: disclosed_summary(app, m),
-            letter_owed_by: letter_owed_by.to_owned(),
-            message: query.message_to_customer.clone(),
-        })
-        .collect();
-    // Recorded before anything is answered: no record, no answer.
-    if let Err(e) = app.disclosures.record(records).await {
-        app.metrics
-            .disclosure_failures
-            .with_label_values(&["search"])
-            .inc();
-        return Err(e.into());
-    }
+    let disclosed = disclose(app, &ask).await?;
+    let mut stats = stats_of(&disclosed.persons);
+    stats.lender_wait = disclosed.lender_wait;
 
-    if people.iter().all(|p| p.answers.is_empty()) {
+    // Recorded above even so: that the person was searched for is disclosed.
+    if disclosed.persons.iter().all(|p| p.debt.answers.is_empty()) {
         return Ok((SearchOutcome::NoDebt, stats));
     }
-    let lenders = &app.lookup.lenders;
-    let mut answers = merged.iter().map(|m| redact(m, Purpose::Search, lenders));
+    let mut answers = disclosed.persons.into_iter().map(|p| p.answer);
     let Some(mut main) = answers.next() else {
         return Ok((SearchOutcome::NoDebt, stats));
     };
@@ -125,10 +98,10 @@ pub async fn search(
     Ok((SearchOutcome::Answer(Box::new(main)), stats))
 }
 
-fn stats_of(people: &[PersonDebt]) -> SearchStats {
+fn stats_of(people: &[DisclosedPerson]) -> SearchStats {
     let mut s = SearchStats::default();
     for p in people {
-        for a in &p.answers {
+        for a in &p.debt.answers {
             s.fan_out += 1;
             match a.source {
                 crate::lookup::Source::Live => s.live += 1,
@@ -138,22 +111,4 @@ fn stats_of(people: &[PersonDebt]) -> SearchStats {
         }
     }
     s
-}
-
-/// What was disclosed about one person, for the record and the copy letter: each
-/// loan with its lender (the letter tells the person everything), and the number
-/// of lenders that could not answer.
-pub(crate) fn disclosed_summary(app: &AppState, merged: &crate::lookup::MergedDebt) -> String {
-    let loans: Vec<serde_json::Value> = merged
-        .entries
-        .iter()
-        .filter_map(|e| {
-            let loan = e.loan.as_ref()?;
-            let lender = app.lookup.lenders.get(e.lender)?;
-            let mut loan = loan.clone();
-            loan.account_id = None;
-            Some(serde_json::json!({"lender": lender.id, "loan": loan}))
-        })
-        .collect();
-    serde_json::json!({"loans": loans, "missing": merged.missing}).to_string()
 }

@@ -20,24 +20,19 @@ pub mod rules;
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use tokio::time::Instant;
 
 use crate::app::AppState;
-use crate::audit::DisclosureRecord;
-use crate::lookup::{TraceContext, merge};
+use crate::disclose::{Ask, Commit, DiscloseError, LetterOwedBy, Recipient, Record, disclose};
+use crate::lookup::TraceContext;
 use crate::model::{ConsentMeta, DebtInformation};
 use crate::nin::NationalId;
-use crate::redact::redact_kinds;
-use crate::store::{NewConsent, Store, StoreError, StoredConsent, UseRequest};
+use crate::store::{NewConsent, Store, StoreError, StoredConsent};
 pub use rules::{ConsentScope, Scope, ScopeError, State};
 
 /// The scope that lets a client create consents.
 pub const SCOPE_CREATE: &str = "consent.create";
 /// The scope that lets a client read its consent feed.
 pub const SCOPE_EVENTS: &str = "client.access.consent.events";
-/// Who owes a copy letter for a consent lookup: nobody (the person agreed to it;
-/// see the purposes table in DOMAIN.md). The letter batch skips these records.
-pub const NO_LETTER: &str = "none";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsentError {
@@ -179,56 +174,33 @@ pub async fn fetch(
     wait: Duration,
     trace: &TraceContext,
 ) -> Result<(DebtInformation, LookupStats), ConsentError> {
-    let scope = consent_scope.purpose;
-    // Only the kinds of debt the consent names are asked for: a lender of
-    // another kind never hears of the lookup.
-    let kinds = consent_scope.lookup_kinds();
-    let started = Instant::now();
-    let deadline = started + wait;
-    let people = app
-        .lookup
-        .persons(&[consent.nin], kinds, deadline, trace)
-        .await;
-    let lender_wait = started.elapsed();
-    let Some(person) = people.first() else {
-        return Err(ConsentError::Store(StoreError::Query(
-            "the lookup returned no person".into(),
-        )));
+    let ask = Ask {
+        persons: std::slice::from_ref(&consent.nin),
+        // Only the kinds of debt the consent names are asked for: a lender of
+        // another kind never hears of the lookup.
+        kinds: consent_scope.lookup_kinds(),
+        purpose: consent_scope.purpose.purpose(),
+        wait,
+        trace,
+        record: Record::Yes {
+            to: Recipient {
+                org: &consent.client_org,
+                on_behalf_of: None,
+                // The client's own reference for the consent.
+                reference_id: &consent.client_consent_id,
+                message: None,
+                // The person agreed to it (see the purposes table in DOMAIN.md);
+                // the letter batch skips these records.
+                letter: LetterOwedBy::None,
+            },
+            commit: Commit::WithConsentUse {
+                consent_id: &consent.id,
+            },
+        },
     };
-    app.metrics
-        .fan_out
-        .with_label_values(&["consent"])
-        .observe(person.fan_out() as f64);
-    let merged = merge(person);
-    let query_id = uuid::Uuid::new_v4().to_string();
-    let at = crate::time::format_fixed(OffsetDateTime::now_utc());
-    let record = DisclosureRecord {
-        query_id: query_id.clone(),
-        at: at.clone(),
-        recipient_org: consent.client_org.clone(),
-        on_behalf_of: None,
-        purpose: scope.as_str().to_owned(),
-        // The client's own reference for the consent.
-        reference_id: consent.client_consent_id.clone(),
-        nin: consent.nin.as_u64(),
-        disclosed: crate::search::disclosed_summary(app, &merged),
-        letter_owed_by: NO_LETTER.to_owned(),
-        message: None,
-    };
-    let request = UseRequest {
-        consent_id: consent.id.clone(),
-        client_org: consent.client_org.clone(),
-        at,
-        query_id,
-    };
-    match app
-        .lookup
-        .store
-        .use_consent_and_record(&request, std::slice::from_ref(&record))
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => {
+    let disclosed = match disclose(app, &ask).await {
+        Ok(d) => d,
+        Err(DiscloseError::ConsentGone) => {
             // Lost the race: spent, withdrawn or expired in the meantime. Tell
             // the owner which, as far as the store now says.
             let now = OffsetDateTime::now_utc();
@@ -243,15 +215,21 @@ pub async fn fetch(
             };
             return Err(ConsentError::Inactive(state));
         }
-        Err(e) => {
-            app.metrics
-                .disclosure_failures
-                .with_label_values(&["consent"])
-                .inc();
-            return Err(ConsentError::Store(e));
+        Err(DiscloseError::Store(e)) => return Err(ConsentError::Store(e)),
+        // The consent path commits through the store, never the log writer;
+        // kept as a store error so the caller answers as for any failed commit.
+        Err(e @ (DiscloseError::Log(_) | DiscloseError::Incomplete { .. })) => {
+            return Err(ConsentError::Store(StoreError::Query(e.to_string())));
         }
-    }
-    let mut info = redact_kinds(&merged, scope.purpose(), kinds, &app.lookup.lenders);
+    };
+    let lender_wait = disclosed.lender_wait;
+    let Some(person) = disclosed.persons.into_iter().next() else {
+        // `disclose` answers for every person asked or not at all.
+        return Err(ConsentError::Store(StoreError::Query(
+            "the lookup returned no person".into(),
+        )));
+    };
+    let mut info = person.answer;
     info.consent = Some(ConsentMeta {
         id: consent.id.clone(),
         exp: unix_seconds(&consent.ends_at),
@@ -260,8 +238,8 @@ pub async fn fetch(
     Ok((
         info,
         LookupStats {
-            fan_out: person.fan_out(),
-            missing: merged.missing,
+            fan_out: person.debt.fan_out(),
+            missing: person.missing,
             lender_wait,
         },
     ))

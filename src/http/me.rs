@@ -23,10 +23,11 @@ use super::trace::TraceId;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::consent::{self, ConsentError};
-use crate::lookup::{TraceContext, merge};
+use crate::disclose::{Ask, Record, disclose};
+use crate::lookup::TraceContext;
 use crate::model::DebtInformation;
 use crate::nin::NationalId;
-use crate::redact::{Purpose, redact_kinds};
+use crate::redact::Purpose;
 
 /// Time the lenders get for the own view.
 const OWN_VIEW_WAIT: Duration = Duration::from_millis(3_000);
@@ -82,16 +83,29 @@ pub(crate) async fn own_debt(
         trace_id: Arc::from(trace_id),
     };
     let started = Instant::now();
-    let people = app
-        .lookup
-        .persons(&[nin], kinds, started + OWN_VIEW_WAIT, &trace)
-        .await;
+    let ask = Ask {
+        persons: std::slice::from_ref(&nin),
+        kinds,
+        purpose: Purpose::OwnView,
+        wait: OWN_VIEW_WAIT,
+        trace: &trace,
+        record: Record::No,
+    };
+    let disclosed = match disclose(app, &ask).await {
+        Ok(d) => d,
+        Err(e) => {
+            // Only a commit can fail, and the own view commits nothing.
+            tracing::error!(trace_id = %trace_id, error = %e, "own view failed without a record to write");
+            return (empty_answer(nin), OwnStats::default());
+        }
+    };
     let mut stats = OwnStats {
-        lender_wait: started.elapsed(),
+        lender_wait: disclosed.lender_wait,
         ..OwnStats::default()
     };
-    let info = own_answer(app, nin, kinds, people.first());
-    stats.fan_out = people.first().map_or(0, |p| p.fan_out());
+    let person = disclosed.persons.into_iter().next();
+    stats.fan_out = person.as_ref().map_or(0, |p| p.debt.fan_out());
+    let info = person.map_or_else(|| empty_answer(nin), |p| p.answer);
     stats.total = started.elapsed();
     app.metrics
         .overhead
@@ -100,28 +114,15 @@ pub(crate) async fn own_debt(
     (info, stats)
 }
 
-fn own_answer(
-    app: &AppState,
-    nin: NationalId,
-    kinds: KindSet,
-    person: Option<&crate::lookup::PersonDebt>,
-) -> DebtInformation {
-    match person {
-        Some(p) => {
-            app.metrics
-                .fan_out
-                .with_label_values(&["own_view"])
-                .observe(p.fan_out() as f64);
-            redact_kinds(&merge(p), Purpose::OwnView, kinds, &app.lookup.lenders)
-        }
-        None => DebtInformation {
-            ssn: nin,
-            loans: Vec::new(),
-            number_of_creditors_answered: 0,
-            number_of_creditors_missing: 0,
-            consent: None,
-            co_borrowers: None,
-        },
+/// The answer for a person no lender was asked about.
+fn empty_answer(nin: NationalId) -> DebtInformation {
+    DebtInformation {
+        ssn: nin,
+        loans: Vec::new(),
+        number_of_creditors_answered: 0,
+        number_of_creditors_missing: 0,
+        consent: None,
+        co_borrowers: None,
     }
 }
 

@@ -87,7 +87,7 @@ pub struct LoanLines {
     pub facts: Vec<String>,
 }
 
-/// The `disclosed` JSON of a record (see `search::disclosed_summary`).
+/// The `disclosed` JSON of a record (see `disclose::disclosed_summary`).
 #[derive(Deserialize)]
 struct Disclosed {
     #[serde(default)]
