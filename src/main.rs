@@ -1,6 +1,5 @@
 //! The `gjeldsbro` command line. Parses arguments and calls the library; nothing else.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -14,7 +13,8 @@ use clap::{Parser, Subcommand};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use gjeldsbro::audit::retention::{PurgeReport, RetentionError};
 use gjeldsbro::audit::verify::{Anchor, Verdict};
-use gjeldsbro::cli::{self, CliError, DevTokenArgs, demo};
+use gjeldsbro::auth::devtoken::{self, DevTokenArgs};
+use gjeldsbro::cli::{self, CliError};
 use gjeldsbro::config::Config;
 use gjeldsbro::ingest::IngestError;
 use gjeldsbro::telemetry::{self, LogFormat};
@@ -38,19 +38,12 @@ enum Command {
         config: PathBuf,
     },
     /// Everything on one machine: simulated lenders, synthetic data, the broker.
+    /// Runs the test kit's `gjeldsbro-demo` (see its `--help`: --data-dir,
+    /// --listen, --lender-base-port, --persons, --seed); this binary carries
+    /// no simulator.
     Demo {
-        /// Where the demo keeps its store, datasets and config.
-        #[arg(long, default_value = "demo-data")]
-        data_dir: PathBuf,
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
-        /// The first simulated lender's port; the others follow.
-        #[arg(long, default_value_t = 9001)]
-        lender_base_port: u16,
-        #[arg(long, default_value_t = 10_000)]
-        persons: usize,
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
     },
     /// Load a lender's getalldata JSON file as its new dataset.
     Ingest {
@@ -206,23 +199,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
-        Command::Demo {
-            data_dir,
-            listen,
-            lender_base_port,
-            persons,
-            seed,
-        } => {
-            telemetry::init(LogFormat::Text, "warn");
-            demo::run(demo::DemoArgs {
-                data_dir,
-                listen,
-                lender_base_port,
-                persons,
-                seed,
-            })
-            .await?;
-        }
+        Command::Demo { args } => return Ok(cli::demo::hand_over(args)?),
         Command::Ingest {
             config,
             lender,
@@ -361,7 +338,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let key_pem = match key {
                 Some(path) => std::fs::read(&path)
                     .with_context(|| format!("cannot read {}", path.display()))?,
-                None => demo::DEV_SIGNING_KEY.as_bytes().to_vec(),
+                None => devtoken::DEV_SIGNING_KEY.as_bytes().to_vec(),
             };
             if embed {
                 let (Some(pid), None) = (pid.as_deref(), org.as_deref()) else {
@@ -369,7 +346,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 };
                 println!(
                     "{}",
-                    cli::dev_embed_token(&key_pem, &config, pid, ttl_secs)?
+                    devtoken::embed_token(&key_pem, &config, pid, ttl_secs)?
                 );
                 return Ok(ExitCode::SUCCESS);
             }

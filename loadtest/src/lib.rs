@@ -9,6 +9,7 @@
 pub mod broker;
 pub mod chart;
 pub mod collection_sim;
+pub mod demo;
 pub mod openloop;
 pub mod population;
 pub mod report;

@@ -15,6 +15,7 @@ mod breaker;
 mod cache;
 mod chain_v1;
 mod consents;
+mod crate_graph;
 mod crash;
 mod disclosures;
 mod embed_browser;

@@ -23,7 +23,7 @@ fn routes(source: &str) -> Vec<String> {
 #[test]
 fn every_route_is_described() {
     let docs = read("docs/openapi/client-api.yaml") + &read("docs/openapi/lender-api.yaml");
-    let routes = routes(&read("src/http/mod.rs"));
+    let routes = routes(&read("crates/http/src/lib.rs"));
     assert!(
         routes.iter().any(|r| r == "/api/rest/v2/debt/search"),
         "the route scan works: {routes:?}"
