@@ -73,6 +73,11 @@ fn the_core_knows_no_axum_and_the_store_no_broker() {
     }
     let store = normal_closure("gjeldsbro-store");
     assert!(!store.contains("gjeldsbro-broker"), "{store:?}");
+    let index = normal_closure("gjeldsbro-index");
+    assert!(
+        !index.iter().any(|d| d == "sqlx" || d == "tokio"),
+        "the index does no I/O: {index:?}"
+    );
     let domain = normal_closure("gjeldsbro-domain");
     assert!(
         !domain.iter().any(|d| d.starts_with("gjeldsbro")),
