@@ -22,6 +22,9 @@ struct Args {
     data_dir: PathBuf,
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// The operations listener (metrics, readiness detail).
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    ops_listen: SocketAddr,
     /// The first simulated lender's port; the others follow.
     #[arg(long, default_value_t = 9001)]
     lender_base_port: u16,
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
     match runtime.block_on(demo::run(DemoArgs {
         data_dir: args.data_dir,
         listen: args.listen,
+        ops_listen: args.ops_listen,
         lender_base_port: args.lender_base_port,
         persons: args.persons,
         seed: args.seed,

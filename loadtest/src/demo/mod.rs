@@ -50,6 +50,8 @@ const LENDER_NAMES: [&str; 5] = [
 pub struct DemoArgs {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    /// The operations listener (metrics, readiness detail).
+    pub ops_listen: SocketAddr,
     pub lender_base_port: u16,
     pub persons: usize,
     pub seed: u64,
@@ -107,10 +109,16 @@ async fn serve_partner_page(
 
 /// The demo's config text: five lenders on `base_port..`, the dev JWKS in the data
 /// folder, synthetic ids accepted.
-pub fn demo_config(data_dir: &Path, listen: SocketAddr, lender_urls: &[String]) -> String {
+pub fn demo_config(
+    data_dir: &Path,
+    listen: SocketAddr,
+    ops_listen: SocketAddr,
+    lender_urls: &[String],
+) -> String {
     let mut out = format!(
         "# Written by `gjeldsbro demo`. Dev only: trusts the committed dev key.\n\
          listen = \"{listen}\"\n\
+         ops_listen = \"{ops_listen}\"\n\
          accept_synthetic_ids = true\n\
          dev_mode = true\n\n\
          [store]\nurl = \"sqlite://{db}\"\n\n\
@@ -179,8 +187,8 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     let person = demo_person(&population);
     let sources = sources::start(&population, &person).await?;
     let config_path = data_dir.join("gjeldsbro.toml");
-    let config_text =
-        demo_config(&data_dir, args.listen, &urls) + &sources::config(&data_dir, &sources)?;
+    let config_text = demo_config(&data_dir, args.listen, args.ops_listen, &urls)
+        + &sources::config(&data_dir, &sources)?;
     std::fs::write(&config_path, config_text).map_err(|e| io("cannot write the config", e))?;
     let config = Config::load(&config_path)?;
     let state = AppState::build(config)
