@@ -7,7 +7,6 @@
 //! assembles them; `main.rs` is the CLI.
 
 pub mod cli;
-pub mod lendercheck;
 pub mod telemetry;
 
 // The crates below, under the paths the CLI, the tests and the benches use.

@@ -60,45 +60,6 @@ enum Command {
         #[arg(long)]
         lender: String,
     },
-    /// Check a lender's API-DEBT-FI endpoints before go-live: loan schemas,
-    /// coBorrower, amounts, unknown customers, errors, paging, latency. Prints a
-    /// pass/fail table, writes a JSON report, exits 2 if any rule fails.
-    LenderCheck {
-        /// The lender's base URL (as `[[lenders]] base_url`).
-        #[arg(long)]
-        base_url: String,
-        /// The lender's organisation number (financialInstitutionID).
-        #[arg(long = "org")]
-        org_no: String,
-        /// A test person to ask for (repeat for several); default: customers
-        /// from getalldata's first page.
-        #[arg(long = "customer")]
-        customers: Vec<String>,
-        /// Accept synthetic (Tenor) test ids: for lenders' test environments.
-        #[arg(long)]
-        accept_synthetic_ids: bool,
-        /// Where the JSON report goes.
-        #[arg(long, default_value = "lender-check-report.json")]
-        report: PathBuf,
-        /// How long the open-loop latency run lasts.
-        #[arg(long, default_value_t = 10.0)]
-        latency_seconds: f64,
-        /// Calls per second in the latency run (the requirement is 50).
-        #[arg(long, default_value_t = 50)]
-        rate: u32,
-        /// Timeout of one customer call, in milliseconds.
-        #[arg(long, default_value_t = 5000)]
-        timeout_ms: u64,
-        /// The broker's client certificate chain (PEM) for mTLS.
-        #[arg(long, requires = "client_key")]
-        client_cert: Option<PathBuf>,
-        /// The key of --client-cert (PEM).
-        #[arg(long, requires = "client_cert")]
-        client_key: Option<PathBuf>,
-        /// Trust only these CAs for the lender's server certificate (PEM).
-        #[arg(long)]
-        ca_file: Option<PathBuf>,
-    },
     /// The disclosure log.
     Audit {
         #[command(subcommand)]
@@ -243,41 +204,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(2));
                 }
                 Err(e) => return Err(e.into()),
-            }
-        }
-        Command::LenderCheck {
-            base_url,
-            org_no,
-            customers,
-            accept_synthetic_ids,
-            report,
-            latency_seconds,
-            rate,
-            timeout_ms,
-            client_cert,
-            client_key,
-            ca_file,
-        } => {
-            telemetry::init(LogFormat::Text, "warn");
-            let path = report.clone();
-            let outcome = cli::lender_check::lender_check(cli::lender_check::LenderCheckArgs {
-                base_url,
-                org_no,
-                customers,
-                accept_synthetic_ids,
-                report,
-                latency_seconds,
-                rate,
-                timeout_ms,
-                client_cert,
-                client_key,
-                ca_file,
-            })
-            .await?;
-            print!("{}", outcome.table());
-            println!("report: {}", path.display());
-            if !outcome.passed {
-                return Ok(ExitCode::from(2));
             }
         }
         Command::Audit {

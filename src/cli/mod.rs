@@ -3,7 +3,6 @@
 
 pub mod audit;
 pub mod demo;
-pub mod lender_check;
 pub mod letters;
 
 use std::path::Path;
@@ -29,8 +28,6 @@ pub enum CliError {
     Letters(#[from] crate::letters::LettersError),
     #[error(transparent)]
     Retention(#[from] crate::audit::retention::RetentionError),
-    #[error(transparent)]
-    LenderCheck(#[from] crate::lendercheck::LenderCheckError),
     #[error(transparent)]
     DevToken(#[from] devtoken::DevTokenError),
     #[error("{0}")]

@@ -63,6 +63,10 @@ fn the_production_binary_carries_no_simulator() {
         !deps.contains("gjeldsbro-loadtest"),
         "the server depends on the simulators: {deps:?}"
     );
+    assert!(
+        !deps.contains("gjeldsbro-lender-check"),
+        "the lenders' go-live kit ships inside the server: {deps:?}"
+    );
 }
 
 #[test]

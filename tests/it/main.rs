@@ -22,7 +22,6 @@ mod embed_browser;
 mod faults;
 mod ingest_cli;
 mod instances;
-mod lender_check;
 mod lender_limits;
 mod letters;
 mod loadtest_smoke;

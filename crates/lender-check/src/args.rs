@@ -1,15 +1,14 @@
-//! `gjeldsbro lender-check`: runs the checks of [`crate::lendercheck`] and
-//! writes the JSON report. Printing and the exit code are `main.rs`'s.
+//! The command line's settings turned into a check: runs it and writes the
+//! JSON report. Printing and the exit code are `main.rs`'s.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::CliError;
-use crate::lendercheck::{self, CheckSettings, Report};
-use crate::nin::IdPolicy;
-use crate::tls::lender::LenderTlsFiles;
+use crate::{CheckSettings, LenderCheckError, Report};
+use gjeldsbro_domain::nin::IdPolicy;
+use gjeldsbro_broker::tls::lender::LenderTlsFiles;
 
-/// Arguments of `gjeldsbro lender-check`.
+/// Arguments of `lender-check`.
 #[derive(Debug, Clone)]
 pub struct LenderCheckArgs {
     pub base_url: String,
@@ -26,9 +25,9 @@ pub struct LenderCheckArgs {
 }
 
 /// Runs the check and writes the report; the report says whether it passed.
-pub async fn lender_check(args: LenderCheckArgs) -> Result<Report, CliError> {
+pub async fn lender_check(args: LenderCheckArgs) -> Result<Report, LenderCheckError> {
     if !(args.latency_seconds.is_finite() && args.latency_seconds > 0.0) {
-        return Err(CliError::Message(
+        return Err(LenderCheckError::InvalidArgument(
             "--latency-seconds must be a positive number".into(),
         ));
     }
@@ -36,7 +35,7 @@ pub async fn lender_check(args: LenderCheckArgs) -> Result<Report, CliError> {
         (Some(c), Some(k)) => Some((c, k)),
         (None, None) => None,
         _ => {
-            return Err(CliError::Message(
+            return Err(LenderCheckError::InvalidArgument(
                 "--client-cert and --client-key go together".into(),
             ));
         }
@@ -55,7 +54,7 @@ pub async fn lender_check(args: LenderCheckArgs) -> Result<Report, CliError> {
     settings.latency_duration = Duration::from_secs_f64(args.latency_seconds.min(3600.0));
     settings.rate_per_second = args.rate;
     settings.call_timeout = Duration::from_millis(args.timeout_ms.max(1));
-    let report = lendercheck::run(&settings).await?;
-    lendercheck::write_report(&report, &args.report)?;
+    let report = crate::run(&settings).await?;
+    crate::write_report(&report, &args.report)?;
     Ok(report)
 }

@@ -1,4 +1,4 @@
-//! `gjeldsbro lender-check`: the kit a lender runs against its own endpoints
+//! `lender-check`: the kit a lender runs against its own endpoints
 //! before go-live. It calls the lender as the broker does and judges what comes
 //! back against the register's rules, one stable rule id per requirement (see
 //! [`Rule`]), so a lender's developers can tell exactly what to fix.
@@ -10,6 +10,7 @@
 //! calls and [`report`] holds the verdict. National ids of test customers are
 //! never printed or written: the report names them by position.
 
+pub mod args;
 pub mod client;
 pub mod errors;
 pub mod latency;
@@ -25,8 +26,8 @@ use std::time::Duration;
 
 pub use report::{Findings, LatencySummary, Report, Rule, RuleResult};
 
-use crate::nin::{IdPolicy, NationalId};
-use crate::tls::lender::LenderTlsFiles;
+use gjeldsbro_domain::nin::{IdPolicy, NationalId};
+use gjeldsbro_broker::tls::lender::LenderTlsFiles;
 
 /// Why a check could not be run at all (a lender's failures are in the
 /// [`Report`], not here).
@@ -86,7 +87,7 @@ impl CheckSettings {
         if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
             return bad("--base-url must be an http:// or https:// URL");
         }
-        if !crate::config::is_org_no(&self.org_no) {
+        if !gjeldsbro_broker::config::is_org_no(&self.org_no) {
             return bad("--org must be a 9-digit organisation number");
         }
         if self.rate_per_second == 0 {
@@ -113,7 +114,7 @@ impl CheckSettings {
 /// Runs every check against the lender and returns the verdict.
 pub async fn run(settings: &CheckSettings) -> Result<Report, LenderCheckError> {
     settings.validate()?;
-    let started_at = crate::time::now_rfc3339();
+    let started_at = gjeldsbro_domain::time::now_rfc3339();
     let client = client::LenderClient::new(
         &settings.base_url,
         &settings.org_no,

@@ -10,8 +10,8 @@ use gjeldsbro_adapter::{DatasetPage, IdPolicy, LoanType};
 
 use super::client::LenderClient;
 use super::report::{Findings, Rule};
-use crate::ingest::parse::{DatasetParser, ParseError, RowSink};
-use crate::store::SnapshotRow;
+use gjeldsbro_broker::ingest::parse::{DatasetParser, ParseError, RowSink};
+use gjeldsbro_broker::store::SnapshotRow;
 
 /// Limits of the walk.
 #[derive(Debug, Clone)]

@@ -1,4 +1,4 @@
-//! `gjeldsbro lender-check` run as the real binary against simulated lenders:
+//! `lender-check` run as the real binary against simulated lenders:
 //! a healthy one passes every rule; each deliberately broken one fails, naming
 //! the rule it breaks (and only that rule).
 
@@ -70,9 +70,8 @@ impl Run {
 async fn check(sim: &SimHandle, extra: &[&str]) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let report_path = dir.path().join("report.json");
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_gjeldsbro"))
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_lender-check"))
         .args([
-            "lender-check",
             "--base-url",
             &sim.base_url(),
             "--org",
@@ -234,9 +233,8 @@ async fn a_slow_lender_fails_latency_p99() {
 #[tokio::test]
 async fn a_bad_customer_id_is_refused_without_echoing_it() {
     let not_an_id = "12345678901";
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_gjeldsbro"))
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_lender-check"))
         .args([
-            "lender-check",
             "--base-url",
             "http://127.0.0.1:9",
             "--org",

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::client::{Answer, CallFailure};
 use super::report::{Findings, Rule};
-use crate::nin::{IdPolicy, NationalId, make_id};
+use gjeldsbro_domain::nin::{IdPolicy, NationalId, make_id};
 
 /// A valid synthetic (Tenor, month + 80) national id not in `exclude`: it can
 /// belong to no real person, and the lender does not hold it.
