@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::{CheckSettings, LenderCheckError, Report};
-use gjeldsbro_domain::nin::IdPolicy;
 use gjeldsbro_broker::tls::lender::LenderTlsFiles;
+use gjeldsbro_domain::nin::IdPolicy;
 
 /// Arguments of `lender-check`.
 #[derive(Debug, Clone)]

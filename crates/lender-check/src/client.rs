@@ -58,8 +58,11 @@ impl LenderClient {
         tls: &LenderTlsFiles,
         timeout: Duration,
     ) -> Result<Self, LenderCheckError> {
-        let builder = gjeldsbro_broker::tls::lender::configure(gjeldsbro_adapter::http::client_builder(), tls)
-            .map_err(|e| LenderCheckError::Client(e.to_string()))?;
+        let builder = gjeldsbro_broker::tls::lender::configure(
+            gjeldsbro_adapter::http::client_builder(),
+            tls,
+        )
+        .map_err(|e| LenderCheckError::Client(e.to_string()))?;
         let client = builder
             .connect_timeout(Duration::from_secs(5))
             // Enough idle connections for the open-loop run at 50/s and more.

@@ -26,8 +26,8 @@ use std::time::Duration;
 
 pub use report::{Findings, LatencySummary, Report, Rule, RuleResult};
 
-use gjeldsbro_domain::nin::{IdPolicy, NationalId};
 use gjeldsbro_broker::tls::lender::LenderTlsFiles;
+use gjeldsbro_domain::nin::{IdPolicy, NationalId};
 
 /// Why a check could not be run at all (a lender's failures are in the
 /// [`Report`], not here).

@@ -50,7 +50,6 @@ struct Args {
     /// Trust only these CAs for the lender's server certificate (PEM).
     #[arg(long)]
     ca_file: Option<PathBuf>,
-
 }
 
 fn main() -> ExitCode {
