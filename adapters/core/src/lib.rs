@@ -9,10 +9,8 @@
 pub mod adapter;
 #[cfg(feature = "http")]
 pub mod http;
-pub mod wire;
-
 // The domain's types, under the paths adapters have always used.
-pub use gjeldsbro_domain::{kind, loan, nin, timestamp};
+pub use gjeldsbro_domain::{kind, loan, nin, timestamp, wire};
 
 pub use adapter::{AdapterError, CustomerQuery, LenderAdapter, LenderSetup, SetupError};
 pub use kind::{DebtKind, KindSet};

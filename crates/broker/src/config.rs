@@ -755,9 +755,7 @@ pub fn is_https_url(s: &str) -> bool {
 }
 
 /// A Norwegian organisation number: nine digits.
-pub fn is_org_no(s: &str) -> bool {
-    s.len() == 9 && s.bytes().all(|b| b.is_ascii_digit())
-}
+pub use gjeldsbro_domain::org::is_org_no;
 
 /// An origin a partner's page is served from: a scheme and a host (and port),
 /// nothing else, so it can go into a CSP header as is. Plain http only for the

@@ -87,7 +87,7 @@ impl CheckSettings {
         if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
             return bad("--base-url must be an http:// or https:// URL");
         }
-        if !gjeldsbro_broker::config::is_org_no(&self.org_no) {
+        if !gjeldsbro_domain::org::is_org_no(&self.org_no) {
             return bad("--org must be a 9-digit organisation number");
         }
         if self.rate_per_second == 0 {

@@ -10,8 +10,8 @@ use gjeldsbro_adapter::{DatasetPage, IdPolicy, LoanType};
 
 use super::client::LenderClient;
 use super::report::{Findings, Rule};
-use gjeldsbro_broker::ingest::parse::{DatasetParser, ParseError, RowSink};
-use gjeldsbro_broker::store::SnapshotRow;
+use gjeldsbro_domain::delivery::SnapshotRow;
+use gjeldsbro_domain::delivery::{DatasetParser, ParseError, RowSink};
 
 /// Limits of the walk.
 #[derive(Debug, Clone)]

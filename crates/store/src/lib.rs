@@ -55,12 +55,8 @@ impl From<sqlx::Error> for StoreError {
 
 pub type StoreFuture<'a, T> = BoxFuture<'a, Result<T, StoreError>>;
 
-/// One snapshot row to load.
-#[derive(Debug, Clone)]
-pub struct SnapshotRow {
-    pub nin: NationalId,
-    pub loan: Loan,
-}
+/// One snapshot row to load (the delivery parser's output).
+pub use gjeldsbro_domain::delivery::SnapshotRow;
 
 /// What a finished load holds, recorded with the dataset.
 #[derive(Debug, Clone, Default)]

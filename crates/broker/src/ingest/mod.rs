@@ -4,7 +4,9 @@
 //! update the index. A rejected or failed load leaves the old data in force and is
 //! recorded (lender, time, rule, position; never a national id).
 
-pub mod parse;
+/// The delivery parser and its rules live in the domain crate (lender-check
+/// shares them).
+pub use gjeldsbro_domain::delivery as parse;
 pub mod pull;
 pub mod push;
 pub mod schedule;

@@ -8,10 +8,16 @@
 use std::fmt;
 use std::io::Read;
 
-use gjeldsbro_adapter::{CustomerLoans, DebtKind, IdPolicy, NationalId, provider_id, scrub};
+use crate::loan::Loan;
+use crate::{CustomerLoans, DebtKind, IdPolicy, NationalId, provider_id, scrub};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use crate::store::SnapshotRow;
+/// One snapshot row to load: a lender's loan for one person.
+#[derive(Debug, Clone)]
+pub struct SnapshotRow {
+    pub nin: NationalId,
+    pub loan: Loan,
+}
 
 /// A rule a delivery breaks, with the customer's position (0-based) in it.
 /// Never holds a national id.
