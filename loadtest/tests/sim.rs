@@ -486,7 +486,7 @@ async fn shutdown_frees_the_port() {
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
 
-/// The broken-lender modes `gjeldsbro lender-check` is tested against.
+/// The broken-lender modes `lender-check` is tested against.
 #[tokio::test]
 async fn lender_check_faults_break_one_rule_each() {
     let (sim, dataset, strangers) = start(faulty(Fault::NotFoundForUnknown)).await;

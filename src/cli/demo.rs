@@ -24,7 +24,9 @@ fn demo_command() -> Result<Command, CliError> {
         let manifest = PathBuf::from(dir).join("Cargo.toml");
         if manifest.is_file() {
             let mut cmd = Command::new(cargo);
-            cmd.arg("run").arg("--quiet");
+            // Not --quiet: the first run builds the test kit, which takes a
+            // while, and cargo's progress shows it is not hung.
+            cmd.arg("run");
             if exe.as_deref().is_some_and(built_in_release) {
                 cmd.arg("--release");
             }

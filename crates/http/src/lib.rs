@@ -6,6 +6,7 @@ pub mod app;
 mod authn;
 mod buffer;
 pub mod deadline;
+mod embed_headers;
 mod embed_page;
 pub mod error;
 pub mod ops;

@@ -58,6 +58,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             std::env::var("GJELDSBRO_LOG")
+                .or_else(|_| std::env::var("RUST_LOG"))
                 .ok()
                 .and_then(|f| EnvFilter::try_new(f).ok())
                 .unwrap_or_else(|| EnvFilter::new("warn")),

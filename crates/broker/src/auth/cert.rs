@@ -64,7 +64,7 @@ impl Authenticator {
             // The reason only: never the certificate, the token or a claim.
             tracing::debug!(
                 reason = e.reason(),
-                status = e.status(),
+                refused = e.kind(),
                 "certificate caller refused"
             );
         }

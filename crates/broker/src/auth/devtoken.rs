@@ -2,9 +2,10 @@
 //! `config/dev-jwks.json`). For dev, demo and tests only: that private key is
 //! public in the repository.
 //!
-//! Nothing is validated here (an org number or `pid` goes into the token as
+//! [`mint`] validates nothing (an org number or `pid` goes into the token as
 //! given), so tests can mint tokens the [`Authenticator`](super::Authenticator)
-//! must refuse.
+//! must refuse; [`for_args`] and [`allowed`] are the checks of the
+//! `dev-token` command and the demo.
 
 use std::fmt;
 
@@ -213,4 +214,5 @@ pub fn for_args(key_pem: &[u8], args: DevTokenArgs) -> Result<String, DevTokenEr
             ttl_secs: args.ttl_secs,
         },
     )
+    .map_err(|e| DevTokenError::Refused(format!("cannot mint the token: {e}")))
 }

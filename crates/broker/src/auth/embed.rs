@@ -123,7 +123,7 @@ impl Authenticator {
             // The reason only: never the token or a claim.
             tracing::debug!(
                 reason = e.reason(),
-                status = e.status(),
+                refused = e.kind(),
                 "embed token refused"
             );
         }

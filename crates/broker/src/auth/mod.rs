@@ -72,20 +72,21 @@ impl Caller {
 /// Why a request is refused. The texts are fixed and never echo the token or a claim.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    /// No valid credentials: HTTP 401.
+    /// No valid credentials (the HTTP crate answers 401).
     #[error("unauthenticated: {0}")]
     Unauthenticated(&'static str),
-    /// Valid credentials, but the caller may not use the broker: HTTP 403.
+    /// Valid credentials, but the caller may not use the broker (403).
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
 }
 
 impl AuthError {
-    /// The HTTP status this error maps to.
-    pub fn status(&self) -> u16 {
+    /// Which refusal, for log lines: `unauthenticated` or `forbidden` (the
+    /// status code is the HTTP crate's business).
+    pub fn kind(&self) -> &'static str {
         match self {
-            AuthError::Unauthenticated(_) => 401,
-            AuthError::Forbidden(_) => 403,
+            AuthError::Unauthenticated(_) => "unauthenticated",
+            AuthError::Forbidden(_) => "forbidden",
         }
     }
 
@@ -302,7 +303,7 @@ impl Authenticator {
         let result = self.check(authorization);
         if let Err(e) = &result {
             // The reason only: never the header, the token or a claim.
-            tracing::debug!(reason = e.reason(), status = e.status(), "caller refused");
+            tracing::debug!(reason = e.reason(), refused = e.kind(), "caller refused");
         }
         result
     }

@@ -1,5 +1,5 @@
 //! What the disclosure pipeline needs from the rest of the broker, as one small
-//! trait: the real broker implements it on `AppState` (in `app.rs`), the tests
+//! trait: the real broker implements it on `Broker` (in `broker.rs`), the tests
 //! with fakes, so the pipeline's rules are tested without SQLite or sockets.
 
 use std::future::Future;

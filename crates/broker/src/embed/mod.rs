@@ -124,47 +124,6 @@ pub fn csrf_ok(config: &Config, session_id: &str, given: &str) -> bool {
     }
 }
 
-/// `Set-Cookie` for a new session. `SameSite=None` because the page lives in a
-/// third-party iframe; `Partitioned` (CHIPS) keeps the cookie to the partner's
-/// top-level site, which is also what browsers that block third-party cookies
-/// still allow. Always `Secure` (browsers take it on `http://localhost` too).
-pub fn session_cookie(value: &str, max_age_secs: u64) -> String {
-    format!(
-        "{COOKIE}={value}; Path=/embed/; Max-Age={max_age_secs}; HttpOnly; Secure; SameSite=None; Partitioned"
-    )
-}
-
-/// The session id from the `Cookie` header, if any.
-pub fn session_id_from_cookies(cookie_header: &str) -> Option<&str> {
-    cookie_header
-        .split(';')
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, v)| v.trim())
-        .filter(|v| !v.is_empty())
-}
-
-/// A fresh nonce for the page's one inline `<style>`.
-pub fn nonce() -> String {
-    let mut n = [0u8; 16];
-    rand::fill(&mut n);
-    hex::encode(n)
-}
-
-/// The page's Content-Security-Policy: nothing loads but the nonce'd style, no
-/// script at all, forms post only to the broker, and only `origins` may frame it.
-pub fn content_security_policy(origins: &[String], nonce: &str) -> String {
-    let ancestors = if origins.is_empty() {
-        "'none'".to_owned()
-    } else {
-        origins.join(" ")
-    };
-    format!(
-        "default-src 'none'; style-src 'nonce-{nonce}'; img-src 'none'; script-src 'none'; \
-         form-action 'self'; base-uri 'none'; frame-ancestors {ancestors}"
-    )
-}
-
 /// A partner's reference for the embedding session (`ref`): it goes into URLs
 /// and into the consent's `client_consent_id`, so only `[A-Za-z0-9._:-]`, at
 /// most 64 characters, and never a run of 11 digits (it could be a national id).
@@ -213,33 +172,6 @@ mod tests {
         let h = session_id_hash(&a);
         assert_eq!(h.len(), 64);
         assert!(!h.contains(&a));
-    }
-
-    #[test]
-    fn cookies_and_policy() {
-        let set = session_cookie("abc", 3600);
-        for part in [
-            "HttpOnly",
-            "Secure",
-            "SameSite=None",
-            "Partitioned",
-            "Path=/embed/",
-            "Max-Age=3600",
-        ] {
-            assert!(set.contains(part), "{set}");
-        }
-        assert_eq!(
-            session_id_from_cookies("x=1; gjeldsbro_embed=abc; y=2"),
-            Some("abc")
-        );
-        assert_eq!(session_id_from_cookies("x=1"), None);
-        let csp = content_security_policy(&["https://bank.example".into()], "n1");
-        assert!(
-            csp.contains("frame-ancestors https://bank.example"),
-            "{csp}"
-        );
-        assert!(csp.contains("script-src 'none'"));
-        assert!(content_security_policy(&[], "n").contains("frame-ancestors 'none'"));
     }
 
     #[test]

@@ -16,7 +16,11 @@ use sha2::{Digest, Sha256};
 
 use super::record::DisclosureRecord;
 
-/// A layout of the hashed bytes. Every log written so far is version 1.
+/// A layout of the hashed bytes. Every log written so far is version 1, and
+/// no row says which version wrote it: before a version 2 becomes
+/// [`ChainVersion::CURRENT`], the log needs a version per record (a column
+/// defaulting to 1) that appends write and the verifier reads, or every
+/// existing log would be checked against the new layout and fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChainVersion {
     V1,

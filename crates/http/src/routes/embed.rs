@@ -118,7 +118,7 @@ async fn session(app: &AppState, headers: &HeaderMap, trace_id: &str) -> Result<
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find_map(embed::session_id_from_cookies)
+        .find_map(crate::embed_headers::session_id_from_cookies)
         .and_then(|value| embed::session_id_of_cookie(&app.config, value))
         .ok_or_else(no_session)?
         .to_owned();
@@ -263,7 +263,7 @@ pub async fn start_session(
     tracing::info!(trace_id = %trace_id, partner = %p.org_no,
         person = %app.hasher.hash(grant.person), "embed session opened");
     let mut response = back_to_page(&p.org_no, r, "");
-    let cookie = HeaderValue::from_str(&embed::session_cookie(
+    let cookie = HeaderValue::from_str(&crate::embed_headers::session_cookie(
         &embed::session_cookie_value(&app.config, &id),
         max,
     ))
@@ -324,7 +324,7 @@ pub async fn page(
         Some("trukket") => Some(page::Notice::Withdrawn),
         _ => None,
     };
-    let nonce = embed::nonce();
+    let nonce = crate::embed_headers::nonce();
     let csrf = embed::csrf_token(&app.config, &sess.id);
     let html = page::render(&page::Page {
         partner_name: &p.name,
@@ -342,8 +342,11 @@ pub async fn page(
         missing = debt.number_of_creditors_missing, status = 200,
         lender_wait_ms = stats.lender_wait.as_secs_f64() * 1e3,
         total_ms = stats.total.as_secs_f64() * 1e3, "lookup");
-    let csp = HeaderValue::from_str(&embed::content_security_policy(&p.embed_origins, &nonce))
-        .map_err(|_| ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR))?;
+    let csp = HeaderValue::from_str(&crate::embed_headers::content_security_policy(
+        &p.embed_origins,
+        &nonce,
+    ))
+    .map_err(|_| ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR))?;
     Ok((
         StatusCode::OK,
         [
