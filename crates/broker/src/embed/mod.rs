@@ -1,7 +1,8 @@
 //! The embeddable page: the person's own debt and their consents for one
-//! partner, server-rendered for the partner's iframe. This module holds what is
-//! not HTTP routing: the session id and cookie, the CSRF token, the security
-//! headers; the HTML is rendered by the HTTP crate's `embed_page`.
+//! partner, server-rendered for the partner's iframe. This module holds the
+//! session's rules: its id, the cookie value's tag, the CSRF token, the
+//! partner's reference; the cookie and security headers and the HTML are the
+//! HTTP crate's (`embed_headers`, `embed_page`).
 //!
 //! How the iframe is authenticated (see `docs/architecture.md`, "The embedded
 //! page"): the partner's page POSTs an *embed token* for the person (a short-lived
