@@ -13,6 +13,7 @@ pub mod loan;
 pub mod model;
 pub mod nin;
 pub mod org;
+pub mod purpose;
 pub mod time;
 pub mod timestamp;
 pub mod wire;

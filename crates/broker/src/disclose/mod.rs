@@ -6,7 +6,6 @@
 //! someone other than the person, the records are committed before an answer
 //! exists, and a failed commit leaves no answer (DOMAIN.md; `audit`).
 
-mod owed;
 mod ports;
 #[cfg(test)]
 mod tests;
@@ -22,7 +21,7 @@ use crate::model::DebtInformation;
 use crate::nin::NationalId;
 use crate::redact::Purpose;
 use crate::store::{StoreError, UseRequest};
-pub use owed::LetterOwedBy;
+pub use gjeldsbro_domain::disclosure::LetterOwedBy;
 pub use ports::Ports;
 
 /// One lookup to run through the pipeline.
