@@ -82,6 +82,11 @@ fn the_core_knows_no_axum_and_the_store_no_broker() {
         !index.iter().any(|d| d == "sqlx" || d == "tokio"),
         "the index does no I/O: {index:?}"
     );
+    let kit = normal_closure("gjeldsbro-lender-check");
+    assert!(
+        !kit.contains("gjeldsbro-broker"),
+        "lender-check needs neither the broker nor its store: {kit:?}"
+    );
     let domain = normal_closure("gjeldsbro-domain");
     assert!(
         !domain.iter().any(|d| d.starts_with("gjeldsbro")),

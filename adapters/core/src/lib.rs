@@ -9,6 +9,8 @@
 pub mod adapter;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "http")]
+pub mod tls_files;
 // The domain's types, under the paths adapters have always used.
 pub use gjeldsbro_domain::{kind, loan, nin, timestamp, wire};
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::{CheckSettings, LenderCheckError, Report};
-use gjeldsbro_broker::tls::lender::LenderTlsFiles;
+use gjeldsbro_adapter::tls_files::LenderTlsFiles;
 use gjeldsbro_domain::nin::IdPolicy;
 
 /// Arguments of `lender-check`.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::LenderCheckError;
-use gjeldsbro_broker::tls::lender::LenderTlsFiles;
+use gjeldsbro_adapter::tls_files::LenderTlsFiles;
 
 /// Largest customer answer read (the broker's own default cap is smaller).
 const MAX_CUSTOMER_BYTES: usize = 4 * 1024 * 1024;
@@ -58,11 +58,9 @@ impl LenderClient {
         tls: &LenderTlsFiles,
         timeout: Duration,
     ) -> Result<Self, LenderCheckError> {
-        let builder = gjeldsbro_broker::tls::lender::configure(
-            gjeldsbro_adapter::http::client_builder(),
-            tls,
-        )
-        .map_err(|e| LenderCheckError::Client(e.to_string()))?;
+        let builder =
+            gjeldsbro_adapter::tls_files::configure(gjeldsbro_adapter::http::client_builder(), tls)
+                .map_err(|e| LenderCheckError::Client(e.to_string()))?;
         let client = builder
             .connect_timeout(Duration::from_secs(5))
             // Enough idle connections for the open-loop run at 50/s and more.

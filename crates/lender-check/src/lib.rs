@@ -26,7 +26,7 @@ use std::time::Duration;
 
 pub use report::{Findings, LatencySummary, Report, Rule, RuleResult};
 
-use gjeldsbro_broker::tls::lender::LenderTlsFiles;
+use gjeldsbro_adapter::tls_files::LenderTlsFiles;
 use gjeldsbro_domain::nin::{IdPolicy, NationalId};
 
 /// Why a check could not be run at all (a lender's failures are in the

@@ -137,10 +137,7 @@ impl Lenders {
         }
         let mut list = Vec::with_capacity(config.lenders.len());
         for (i, lc) in config.lenders.iter().enumerate() {
-            let client = build_client(
-                lc,
-                &crate::tls::lender::LenderTlsFiles::for_lender(config, lc),
-            )?;
+            let client = build_client(lc, &crate::tls::lender::for_lender(config, lc))?;
             let adapter = build_adapter(config, lc, client.clone())?;
             if lc.pull_at.is_some() && adapter.kind() != DebtKind::Unsecured {
                 // The daily pull speaks API-DEBT-FI's getalldata; the other

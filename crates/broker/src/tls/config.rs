@@ -5,8 +5,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::RootCertStore;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use serde::Deserialize;
 
@@ -86,46 +84,9 @@ pub fn check(config: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Reads every certificate of a PEM file (other PEM sections are skipped).
-pub fn read_certs(
-    what: &'static str,
-    path: &Path,
-) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let read_err = |e: rustls::pki_types::pem::Error| TlsError::Read {
-        what,
-        path: path.to_path_buf(),
-        message: pem_error(e),
-    };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(read_err)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(read_err)?;
-    if certs.is_empty() {
-        return Err(TlsError::NoCertificate {
-            what,
-            path: path.to_path_buf(),
-        });
-    }
-    Ok(certs)
-}
-
-/// Reads the first private key of a PEM file.
-pub fn read_key(what: &'static str, path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Read {
-        what,
-        path: path.to_path_buf(),
-        message: pem_error(e),
-    })
-}
-
-/// The PEM reader's error as text. Its messages name positions and section
-/// kinds, never key material.
-fn pem_error(e: rustls::pki_types::pem::Error) -> String {
-    match e {
-        rustls::pki_types::pem::Error::NoItemsFound => "no PEM section of the expected kind".into(),
-        other => other.to_string(),
-    }
-}
+// PEM reading is the adapter interface's (lender clients and lender-check
+// read the same files); its errors become `TlsError`s with the same text.
+pub use gjeldsbro_adapter::tls_files::{read_certs, read_key};
 
 /// The listener's files, resolved against the config's directory.
 #[derive(Debug, Clone)]

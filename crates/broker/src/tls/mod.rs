@@ -44,6 +44,33 @@ pub enum TlsError {
     Settings(String),
 }
 
+impl From<gjeldsbro_adapter::tls_files::PemError> for TlsError {
+    fn from(e: gjeldsbro_adapter::tls_files::PemError) -> Self {
+        use gjeldsbro_adapter::tls_files::PemError;
+        match e {
+            PemError::Read {
+                what,
+                path,
+                message,
+            } => TlsError::Read {
+                what,
+                path,
+                message,
+            },
+            PemError::NoCertificate { what, path } => TlsError::NoCertificate { what, path },
+            PemError::Unusable {
+                what,
+                path,
+                message,
+            } => TlsError::Unusable {
+                what,
+                path,
+                message,
+            },
+        }
+    }
+}
+
 /// The crypto provider for every rustls config built here: the process default
 /// when `main` (or a test) installed one, else aws-lc-rs. Naming it explicitly
 /// means a config never depends on a global that might not be set yet.
