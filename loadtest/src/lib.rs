@@ -10,7 +10,8 @@ pub mod broker;
 pub mod chart;
 pub mod collection_sim;
 pub mod demo;
-pub mod openloop;
+/// The generator itself is its own crate, shared with `lender-check`.
+pub use gjeldsbro_openloop as openloop;
 pub mod population;
 pub mod report;
 pub mod runner;

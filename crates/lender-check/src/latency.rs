@@ -1,4 +1,5 @@
-//! `latency-p99`: an open-loop run at the required rate. Each call is started
+//! `latency-p99`: an open-loop run at the required rate, on the shared
+//! generator (`gjeldsbro-openloop`, as `loadgen`). Each call is started
 //! on its schedule whether or not earlier ones have answered, and its latency
 //! is measured from when it was due, so a lender that stalls cannot slow the
 //! checker down and hide its own queueing (coordinated omission). A call that
@@ -7,9 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hdrhistogram::Histogram;
-use tokio::task::JoinSet;
-use tokio::time::Instant;
+use gjeldsbro_openloop::{self as openloop, Outcome, Schedule};
 
 use super::client::LenderClient;
 use super::report::{Findings, LatencySummary, Rule};
@@ -24,7 +23,8 @@ pub struct LatencySettings {
     pub failure_latency: Duration,
 }
 
-const MAX_TRACKED_US: u64 = 600_000_000;
+/// The generator's histograms stop at a minute; a failure is recorded there at most.
+const MAX_TRACKED_US: u64 = 60_000_000;
 
 /// Runs the load over `customers` (round robin); records the verdict.
 pub async fn check(
@@ -39,43 +39,40 @@ pub async fn check(
         findings.fail(rule, "no customer to ask for");
         return None;
     }
-    let total =
-        (settings.duration.as_secs_f64() * f64::from(settings.rate_per_second)).ceil() as u64;
-    let interval = Duration::from_secs(1) / settings.rate_per_second;
+    let schedule = Schedule {
+        rate_per_s: f64::from(settings.rate_per_second),
+        warmup: Duration::ZERO,
+        duration: settings.duration,
+    };
+    let total = schedule.total();
     let failure_us = micros(
         settings
             .failure_latency
             .max(settings.p99_limit + Duration::from_millis(1)),
     );
-    let start = Instant::now();
-    let mut calls = JoinSet::new();
-    for i in 0..total {
-        let due = start + interval * u32::try_from(i).unwrap_or(u32::MAX);
-        tokio::time::sleep_until(due).await;
+    let client = client.clone();
+    let trace_prefix = trace_prefix.to_owned();
+    // No cap on calls waiting: every due call goes, as the broker would send it.
+    let outstanding = usize::try_from(total).unwrap_or(usize::MAX).max(1);
+    let run = openloop::run(schedule, std::time::Instant::now(), outstanding, move |i| {
         let client = client.clone();
         let customers = customers.clone();
         let trace_id = format!("{trace_prefix}-{i}");
-        calls.spawn(async move {
+        async move {
             let id = &customers[(i as usize) % customers.len()];
-            let ok = matches!(client.customer(Some(id), &trace_id).await, Ok(a) if a.status == 200);
-            (ok, micros(due.elapsed()))
-        });
-    }
-    let mut histogram = match Histogram::<u64>::new_with_bounds(1, MAX_TRACKED_US, 3) {
-        Ok(h) => h,
-        Err(e) => {
-            findings.fail(rule, format!("cannot set up the histogram: {e}"));
-            return None;
+            match client.customer(Some(id), &trace_id).await {
+                Ok(a) if a.status == 200 => Outcome::Ok,
+                Ok(a) => Outcome::Error(format!("status_{}", a.status)),
+                Err(_) => Outcome::Error("call".into()),
+            }
         }
-    };
-    let mut failed = 0u64;
-    while let Some(joined) = calls.join_next().await {
-        let (ok, us) = joined.unwrap_or((false, failure_us));
-        let us = if ok { us } else { failure_us.max(us) };
-        if !ok {
-            failed += 1;
-        }
-        histogram.saturating_record(us.clamp(1, MAX_TRACKED_US));
+    })
+    .await;
+    // A failed call counts as slower than any limit.
+    let mut histogram = run.latency.clone();
+    let failed = run.error_count();
+    if failed > 0 {
+        histogram.saturating_record_n(failure_us.clamp(1, MAX_TRACKED_US), failed);
     }
     let ms = |us: u64| us as f64 / 1000.0;
     let summary = LatencySummary {

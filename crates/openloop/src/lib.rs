@@ -1,4 +1,5 @@
-//! The open-model load generator: request `i` is due at `start + i / rate`, and
+//! The open-model load generator shared by `loadgen` (the test kit) and
+//! `lender-check`'s latency run: request `i` is due at `start + i / rate`, and
 //! is started at that time whether or not earlier ones have been answered. Its
 //! latency is measured from when it was due, not from when it was sent, so a
 //! stalled server (or a stalled generator) shows up in the numbers instead of
@@ -149,13 +150,15 @@ impl PathRun {
     }
 }
 
-#[cfg(test)]
+/// For other crates' tests of what reads a run (the report).
 impl PathRun {
-    pub(crate) fn new_for_test(windows: usize) -> PathRun {
+    #[doc(hidden)]
+    pub fn new_for_test(windows: usize) -> PathRun {
         PathRun::new(windows)
     }
 
-    pub(crate) fn record_for_test(&mut self, window: usize, latency_us: u64, outcome: Outcome) {
+    #[doc(hidden)]
+    pub fn record_for_test(&mut self, window: usize, latency_us: u64, outcome: Outcome) {
         self.record(window, latency_us, 1, outcome);
     }
 }
