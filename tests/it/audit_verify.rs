@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use gjeldsbro::audit::record::DisclosureRecord;
 use gjeldsbro::audit::verify::{self, Anchor, Verdict, VerifyOptions};
-use gjeldsbro::store::Store;
+use gjeldsbro::store::prelude::*;
 use gjeldsbro::store::sqlite::SqliteStore;
 use proptest::prelude::*;
 use sqlx::Row;

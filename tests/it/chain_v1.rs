@@ -13,8 +13,8 @@ use std::process::Command;
 
 use gjeldsbro::audit::record::DisclosureRecord;
 use gjeldsbro::audit::verify::{self, Verdict, VerifyOptions};
-use gjeldsbro::store::Store;
 use gjeldsbro::store::postgres::PostgresStore;
+use gjeldsbro::store::prelude::*;
 use gjeldsbro::store::sqlite::SqliteStore;
 
 use crate::common::pg;

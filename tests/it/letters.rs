@@ -18,8 +18,9 @@ use gjeldsbro::audit::record::DisclosureRecord;
 use gjeldsbro::letters::content::norwegian_date;
 use gjeldsbro::nin::{IdPolicy, NationalId};
 use gjeldsbro::population::SyntheticRegister;
+use gjeldsbro::store::StoredDisclosure;
+use gjeldsbro::store::prelude::*;
 use gjeldsbro::store::sqlite::SqliteStore;
-use gjeldsbro::store::{AuditStore, Store, StoredDisclosure};
 use serde_json::{Value, json};
 
 fn pdftotext(pdf: &Path) -> String {

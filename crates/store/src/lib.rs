@@ -152,9 +152,28 @@ pub trait DatasetWriter: Send {
     fn abort(self: Box<Self>) -> StoreFuture<'static, ()>;
 }
 
-/// The store as the broker uses it (and, through [`AuditStore`], the disclosure
-/// log's verifier, retention and letters jobs).
-pub trait Store: AuditStore + Send + Sync + 'static {
+/// The store as the broker opens it: every small trait below in one object
+/// (and, through [`AuditStore`], the disclosure log's verifier, retention and
+/// letters jobs). Code that needs one part takes that trait; calling a part's
+/// method on a `dyn Store` needs the part in scope (`use gjeldsbro_store::prelude::*`).
+pub trait Store:
+    Snapshots
+    + Datasets
+    + ChangeFeed
+    + Disclosures
+    + Consents
+    + EmbedSessions
+    + AuditStore
+    + Send
+    + Sync
+    + 'static
+{
+    /// Cheap reachability check for readiness.
+    fn ping(&self) -> StoreFuture<'_, ()>;
+}
+
+/// The lenders' snapshot rows: what answers when a lender cannot, and what the index is built from.
+pub trait Snapshots: Send + Sync {
     /// The lender's current snapshot rows for one person (empty when none).
     fn snapshot_for<'a>(
         &'a self,
@@ -183,6 +202,12 @@ pub trait Store: AuditStore + Send + Sync + 'static {
         rows: &'a [SnapshotRow],
     ) -> StoreFuture<'a, Vec<(NationalId, bool)>>;
 
+    /// Removes rows of unfinished or superseded loads (at start, after a crash).
+    fn clean_up(&self) -> StoreFuture<'_, u64>;
+}
+
+/// Which dataset each lender has in force, and the record of every delivery.
+pub trait Datasets: Send + Sync {
     /// The datasets in force.
     fn datasets(&self) -> StoreFuture<'_, Vec<DatasetInfo>>;
 
@@ -191,11 +216,10 @@ pub trait Store: AuditStore + Send + Sync + 'static {
 
     /// Records a delivery's outcome.
     fn record_delivery<'a>(&'a self, record: &'a DeliveryRecord) -> StoreFuture<'a, ()>;
+}
 
-    /// Appends disclosure records durably, chaining each to the previous, in one
-    /// transaction: all are written or none.
-    fn append_disclosures<'a>(&'a self, records: &'a [DisclosureRecord]) -> StoreFuture<'a, ()>;
-
+/// The change feed other broker processes follow (datasets flipped, persons pushed).
+pub trait ChangeFeed: Send + Sync {
     /// The newest change's sequence number (0 when none).
     fn latest_change(&self) -> StoreFuture<'_, i64>;
 
@@ -207,13 +231,17 @@ pub trait Store: AuditStore + Send + Sync + 'static {
     /// tell (PostgreSQL LISTEN/NOTIFY); runs in the background until the process
     /// ends. Stores without notifications return at once: followers poll.
     fn watch_changes(&self, wake: std::sync::Arc<tokio::sync::Notify>) -> StoreFuture<'_, ()>;
+}
 
-    /// Cheap reachability check for readiness.
-    fn ping(&self) -> StoreFuture<'_, ()>;
+/// Appending to the disclosure log (reading it back is [`AuditStore`]'s).
+pub trait Disclosures: Send + Sync {
+    /// Appends disclosure records durably, chaining each to the previous, in one
+    /// transaction: all are written or none.
+    fn append_disclosures<'a>(&'a self, records: &'a [DisclosureRecord]) -> StoreFuture<'a, ()>;
+}
 
-    /// Removes rows of unfinished or superseded loads (at start, after a crash).
-    fn clean_up(&self) -> StoreFuture<'_, u64>;
-
+/// Consents, their uses and refusals, and what the person's own view lists.
+pub trait Consents: Send + Sync {
     // Consents (issue 5). Times are fixed-width RFC 3339 UTC text.
 
     /// Creates a consent and its `created` feed event in one transaction, unless
@@ -272,7 +300,10 @@ pub trait Store: AuditStore + Send + Sync + 'static {
         nin: NationalId,
         limit: u32,
     ) -> StoreFuture<'_, Vec<PersonDisclosure>>;
+}
 
+/// The embedded page's single-use tokens and sessions.
+pub trait EmbedSessions: Send + Sync {
     // The embedded page (issue 12). Times are fixed-width RFC 3339 UTC text.
 
     /// Claims an embed token's `jti`: true the first time, false ever after
@@ -296,6 +327,14 @@ pub trait Store: AuditStore + Send + Sync + 'static {
         now: &'a str,
         idle_until: &'a str,
     ) -> StoreFuture<'a, Option<EmbedSession>>;
+}
+
+/// Every store trait, for `use gjeldsbro_store::prelude::*` where a whole
+/// `Store` is used.
+pub mod prelude {
+    pub use crate::{
+        AuditStore, ChangeFeed, Consents, Datasets, Disclosures, EmbedSessions, Snapshots, Store,
+    };
 }
 
 /// Opens the store named by `url` (`sqlite://PATH`, `postgres://...` or

@@ -28,6 +28,7 @@ use sqlx::postgres::{
 };
 use sqlx::{Connection, Row};
 
+use super::prelude::*;
 use super::{
     ChangeBatch, DatasetInfo, DatasetSummary, DatasetWriter, DeliveryRecord, SnapshotRow, Store,
     StoreError, StoreFuture,
@@ -287,6 +288,16 @@ async fn stored_generations(conn: &mut PgConnection) -> Result<Vec<(i64, String)
 }
 
 impl Store for PostgresStore {
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        async move {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        }
+        .boxed()
+    }
+}
+
+impl Snapshots for PostgresStore {
     fn snapshot_for<'a>(
         &'a self,
         lender_id: &'a str,
@@ -369,65 +380,6 @@ impl Store for PostgresStore {
             .fetch_all(&self.pool)
             .await?;
             Ok(rows.into_iter().map(|n| n as u64).collect())
-        }
-        .boxed()
-    }
-
-    fn datasets(&self) -> StoreFuture<'_, Vec<DatasetInfo>> {
-        async move {
-            let rows = sqlx::query(
-                "SELECT lender_id, generation, loaded_at, source, customers, loans FROM datasets ORDER BY lender_id",
-            )
-            .fetch_all(&self.pool)
-            .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(DatasetInfo {
-                        lender_id: r.try_get(0)?,
-                        generation: r.try_get(1)?,
-                        loaded_at: r.try_get(2)?,
-                        source: r.try_get(3)?,
-                        customers: r.try_get(4)?,
-                        loans: r.try_get(5)?,
-                    })
-                })
-                .collect()
-        }
-        .boxed()
-    }
-
-    fn record_delivery<'a>(&'a self, d: &'a DeliveryRecord) -> StoreFuture<'a, ()> {
-        async move {
-            sqlx::query(
-                "INSERT INTO deliveries (lender_id, at, kind, accepted, rule, position, detail, customers, loans) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(d.lender_id.clone())
-            .bind(d.at.clone())
-            .bind(d.kind.clone())
-            .bind(d.accepted)
-            .bind(d.rule.clone())
-            .bind(d.position)
-            .bind(d.detail.clone())
-            .bind(d.customers as i64)
-            .bind(d.loans as i64)
-            .execute(&self.pool)
-            .await?;
-            Ok(())
-        }
-        .boxed()
-    }
-
-    fn append_disclosures<'a>(&'a self, records: &'a [DisclosureRecord]) -> StoreFuture<'a, ()> {
-        async move {
-            if records.is_empty() {
-                return Ok(());
-            }
-            // Dropping the transaction on any error rolls it back: all or nothing.
-            let mut tx = self.pool.begin().await?;
-            insert_chained(&mut tx, records).await?;
-            tx.commit().await?;
-            Ok(())
         }
         .boxed()
     }
@@ -546,6 +498,93 @@ impl Store for PostgresStore {
         .boxed()
     }
 
+    fn clean_up(&self) -> StoreFuture<'_, u64> {
+        async move {
+            let mut conn = self.pool.acquire().await?;
+            let current: std::collections::HashMap<String, i64> =
+                sqlx::query_as::<_, (String, i64)>("SELECT lender_id, generation FROM datasets")
+                    .fetch_all(&mut *conn)
+                    .await?
+                    .into_iter()
+                    .collect();
+            let mut total = 0u64;
+            for (generation, lender_id) in stored_generations(&mut conn).await? {
+                match current.get(&lender_id) {
+                    Some(&c) if generation == c => {}
+                    // Superseded: can never become current.
+                    Some(&c) if generation < c => {
+                        total += delete_generation(&mut conn, generation, false).await?;
+                    }
+                    // A load's (or a lender without a dataset): running loads hold
+                    // their lock, dead ones (aborted, dropped, crashed) do not.
+                    _ => {
+                        // Taken and released at once: free means no live load owns it.
+                        let free: bool =
+                            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, $2)")
+                                .bind(LOAD_LOCK_CLASS)
+                                .bind(lock_key(generation))
+                                .fetch_one(&mut *conn)
+                                .await?;
+                        if free {
+                            // Guarded: a load that committed (releasing its lock)
+                            // after `current` was read has become current.
+                            total += delete_generation(&mut conn, generation, true).await?;
+                        }
+                    }
+                }
+            }
+            Ok(total)
+        }
+        .boxed()
+    }
+}
+
+impl Datasets for PostgresStore {
+    fn datasets(&self) -> StoreFuture<'_, Vec<DatasetInfo>> {
+        async move {
+            let rows = sqlx::query(
+                "SELECT lender_id, generation, loaded_at, source, customers, loans FROM datasets ORDER BY lender_id",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(DatasetInfo {
+                        lender_id: r.try_get(0)?,
+                        generation: r.try_get(1)?,
+                        loaded_at: r.try_get(2)?,
+                        source: r.try_get(3)?,
+                        customers: r.try_get(4)?,
+                        loans: r.try_get(5)?,
+                    })
+                })
+                .collect()
+        }
+        .boxed()
+    }
+
+    fn record_delivery<'a>(&'a self, d: &'a DeliveryRecord) -> StoreFuture<'a, ()> {
+        async move {
+            sqlx::query(
+                "INSERT INTO deliveries (lender_id, at, kind, accepted, rule, position, detail, customers, loans) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(d.lender_id.clone())
+            .bind(d.at.clone())
+            .bind(d.kind.clone())
+            .bind(d.accepted)
+            .bind(d.rule.clone())
+            .bind(d.position)
+            .bind(d.detail.clone())
+            .bind(d.customers as i64)
+            .bind(d.loans as i64)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
     fn deliveries(&self, limit: u32) -> StoreFuture<'_, Vec<DeliveryRecord>> {
         async move {
             let rows = sqlx::query(
@@ -573,7 +612,9 @@ impl Store for PostgresStore {
         }
         .boxed()
     }
+}
 
+impl ChangeFeed for PostgresStore {
     fn latest_change(&self) -> StoreFuture<'_, i64> {
         async move {
             let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM index_changes")
@@ -627,15 +668,25 @@ impl Store for PostgresStore {
         }
         .boxed()
     }
+}
 
-    fn ping(&self) -> StoreFuture<'_, ()> {
+impl Disclosures for PostgresStore {
+    fn append_disclosures<'a>(&'a self, records: &'a [DisclosureRecord]) -> StoreFuture<'a, ()> {
         async move {
-            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            if records.is_empty() {
+                return Ok(());
+            }
+            // Dropping the transaction on any error rolls it back: all or nothing.
+            let mut tx = self.pool.begin().await?;
+            insert_chained(&mut tx, records).await?;
+            tx.commit().await?;
             Ok(())
         }
         .boxed()
     }
+}
 
+impl Consents for PostgresStore {
     fn create_consent<'a>(
         &'a self,
         consent: &'a super::NewConsent,
@@ -697,7 +748,9 @@ impl Store for PostgresStore {
     ) -> StoreFuture<'_, Vec<super::PersonDisclosure>> {
         super::postgres_consents::disclosures_of_person(&self.pool, nin, limit).boxed()
     }
+}
 
+impl EmbedSessions for PostgresStore {
     fn claim_embed_token<'a>(
         &'a self,
         jti: &'a str,
@@ -721,46 +774,6 @@ impl Store for PostgresStore {
         idle_until: &'a str,
     ) -> StoreFuture<'a, Option<super::EmbedSession>> {
         super::postgres_embed::touch(&self.pool, id_hash, now, idle_until).boxed()
-    }
-
-    fn clean_up(&self) -> StoreFuture<'_, u64> {
-        async move {
-            let mut conn = self.pool.acquire().await?;
-            let current: std::collections::HashMap<String, i64> =
-                sqlx::query_as::<_, (String, i64)>("SELECT lender_id, generation FROM datasets")
-                    .fetch_all(&mut *conn)
-                    .await?
-                    .into_iter()
-                    .collect();
-            let mut total = 0u64;
-            for (generation, lender_id) in stored_generations(&mut conn).await? {
-                match current.get(&lender_id) {
-                    Some(&c) if generation == c => {}
-                    // Superseded: can never become current.
-                    Some(&c) if generation < c => {
-                        total += delete_generation(&mut conn, generation, false).await?;
-                    }
-                    // A load's (or a lender without a dataset): running loads hold
-                    // their lock, dead ones (aborted, dropped, crashed) do not.
-                    _ => {
-                        // Taken and released at once: free means no live load owns it.
-                        let free: bool =
-                            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, $2)")
-                                .bind(LOAD_LOCK_CLASS)
-                                .bind(lock_key(generation))
-                                .fetch_one(&mut *conn)
-                                .await?;
-                        if free {
-                            // Guarded: a load that committed (releasing its lock)
-                            // after `current` was read has become current.
-                            total += delete_generation(&mut conn, generation, true).await?;
-                        }
-                    }
-                }
-            }
-            Ok(total)
-        }
-        .boxed()
     }
 }
 

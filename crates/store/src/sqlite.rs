@@ -15,6 +15,7 @@ use gjeldsbro_adapter::Loan;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
+use super::prelude::*;
 use super::{
     ChangeBatch, DatasetInfo, DatasetSummary, DatasetWriter, DeliveryRecord, SnapshotRow, Store,
     StoreError, StoreFuture,
@@ -88,6 +89,16 @@ fn key(nin: NationalId) -> i64 {
 }
 
 impl Store for SqliteStore {
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        async move {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        }
+        .boxed()
+    }
+}
+
+impl Snapshots for SqliteStore {
     fn snapshot_for<'a>(
         &'a self,
         lender_id: &'a str,
@@ -282,6 +293,30 @@ impl Store for SqliteStore {
         .boxed()
     }
 
+    fn clean_up(&self) -> StoreFuture<'_, u64> {
+        async move {
+            let mut total = 0u64;
+            loop {
+                let done = sqlx::query(
+                    "DELETE FROM snapshot_loans WHERE rowid IN (SELECT s.rowid FROM snapshot_loans s \
+                     LEFT JOIN datasets d ON d.lender_id = s.lender_id \
+                     WHERE d.generation IS NULL OR d.generation <> s.generation LIMIT ?)",
+                )
+                .bind(DELETE_BATCH)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                total += done;
+                if done == 0 {
+                    return Ok(total);
+                }
+            }
+        }
+        .boxed()
+    }
+}
+
+impl Datasets for SqliteStore {
     fn datasets(&self) -> StoreFuture<'_, Vec<DatasetInfo>> {
         async move {
             let rows = sqlx::query(
@@ -354,33 +389,9 @@ impl Store for SqliteStore {
         }
         .boxed()
     }
+}
 
-    fn append_disclosures<'a>(&'a self, records: &'a [DisclosureRecord]) -> StoreFuture<'a, ()> {
-        async move {
-            if records.is_empty() {
-                return Ok(());
-            }
-            let mut conn = self.pool.acquire().await?;
-            // IMMEDIATE takes the write lock now, so reading the chain head and
-            // appending cannot interleave with another writer.
-            sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-            let result = insert_chained(&mut conn, records).await;
-            match result {
-                Ok(()) => {
-                    sqlx::query("COMMIT").execute(&mut *conn).await?;
-                    Ok(())
-                }
-                Err(e) => {
-                    // Best effort: a failed rollback leaves the connection to be
-                    // discarded, and SQLite rolls the transaction back anyway.
-                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                    Err(e)
-                }
-            }
-        }
-        .boxed()
-    }
-
+impl ChangeFeed for SqliteStore {
     fn latest_change(&self) -> StoreFuture<'_, i64> {
         async move {
             let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM index_changes")
@@ -417,15 +428,37 @@ impl Store for SqliteStore {
         // SQLite has no notifications; followers poll.
         async { Ok(()) }.boxed()
     }
+}
 
-    fn ping(&self) -> StoreFuture<'_, ()> {
+impl Disclosures for SqliteStore {
+    fn append_disclosures<'a>(&'a self, records: &'a [DisclosureRecord]) -> StoreFuture<'a, ()> {
         async move {
-            sqlx::query("SELECT 1").execute(&self.pool).await?;
-            Ok(())
+            if records.is_empty() {
+                return Ok(());
+            }
+            let mut conn = self.pool.acquire().await?;
+            // IMMEDIATE takes the write lock now, so reading the chain head and
+            // appending cannot interleave with another writer.
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+            let result = insert_chained(&mut conn, records).await;
+            match result {
+                Ok(()) => {
+                    sqlx::query("COMMIT").execute(&mut *conn).await?;
+                    Ok(())
+                }
+                Err(e) => {
+                    // Best effort: a failed rollback leaves the connection to be
+                    // discarded, and SQLite rolls the transaction back anyway.
+                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                    Err(e)
+                }
+            }
         }
         .boxed()
     }
+}
 
+impl Consents for SqliteStore {
     fn create_consent<'a>(
         &'a self,
         consent: &'a super::NewConsent,
@@ -487,7 +520,9 @@ impl Store for SqliteStore {
     ) -> StoreFuture<'_, Vec<super::PersonDisclosure>> {
         super::sqlite_consents::disclosures_of_person(&self.pool, nin, limit).boxed()
     }
+}
 
+impl EmbedSessions for SqliteStore {
     fn claim_embed_token<'a>(
         &'a self,
         jti: &'a str,
@@ -511,28 +546,6 @@ impl Store for SqliteStore {
         idle_until: &'a str,
     ) -> StoreFuture<'a, Option<super::EmbedSession>> {
         super::sqlite_embed::touch(&self.pool, id_hash, now, idle_until).boxed()
-    }
-
-    fn clean_up(&self) -> StoreFuture<'_, u64> {
-        async move {
-            let mut total = 0u64;
-            loop {
-                let done = sqlx::query(
-                    "DELETE FROM snapshot_loans WHERE rowid IN (SELECT s.rowid FROM snapshot_loans s \
-                     LEFT JOIN datasets d ON d.lender_id = s.lender_id \
-                     WHERE d.generation IS NULL OR d.generation <> s.generation LIMIT ?)",
-                )
-                .bind(DELETE_BATCH)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
-                total += done;
-                if done == 0 {
-                    return Ok(total);
-                }
-            }
-        }
-        .boxed()
     }
 }
 
